@@ -1,0 +1,314 @@
+//! The on-disk shape of the configuration (mirrors `config.toml`), with the
+//! embedded defaults, and its validation into [`Config`].
+
+use super::{
+    Config, ConfigError, Protocol, ProviderConfig, StoreConfig, UpstreamConfig, WriterConfig,
+    invalid,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A file that lists `[[providers]]` replaces the default provider list whole.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub store: StoreSection,
+    pub writer: WriterSection,
+    pub upstream: UpstreamSection,
+    pub traces: TracesSection,
+    pub providers: Vec<ProviderEntry>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        FileConfig {
+            server: ServerSection::default(),
+            store: StoreSection::default(),
+            writer: WriterSection::default(),
+            upstream: UpstreamSection::default(),
+            traces: TracesSection::default(),
+            providers: default_providers(),
+            aliases: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: String,
+    pub max_body_bytes: u64,
+    pub max_connections: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            max_connections: 4096,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub path: PathBuf,
+    pub busy_timeout_ms: u64,
+    pub cache_size_kib: u64,
+    pub mmap_size_bytes: u64,
+    pub read_pool_size: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: "tollgate.db".into(),
+            busy_timeout_ms: 5000,
+            cache_size_kib: 65536,
+            mmap_size_bytes: 268_435_456,
+            read_pool_size: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterSection {
+    pub channel_capacity: u64,
+    pub batch_max: u64,
+    pub batch_max_delay_ms: u64,
+}
+
+impl Default for WriterSection {
+    fn default() -> Self {
+        WriterSection {
+            channel_capacity: 16384,
+            batch_max: 1024,
+            batch_max_delay_ms: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub connect_timeout_ms: u64,
+    pub first_byte_timeout_ms: u64,
+    pub total_timeout_ms: u64,
+    pub pool_idle_timeout_secs: u64,
+    pub pool_max_idle_per_host: u64,
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        UpstreamSection {
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 300_000,
+            total_timeout_ms: 600_000,
+            pool_idle_timeout_secs: 90,
+            pool_max_idle_per_host: 256,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracesSection {
+    pub store_bodies: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    pub name: String,
+    pub protocol: Protocol,
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+fn default_providers() -> Vec<ProviderEntry> {
+    let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+    vec![
+        ProviderEntry {
+            name: "openai".into(),
+            protocol: Protocol::Openai,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key_env: Some("OPENAI_API_KEY".into()),
+            anthropic_version: None,
+            models: strings(crate::providers::catalog::OPENAI_MODELS),
+        },
+        ProviderEntry {
+            name: "anthropic".into(),
+            protocol: Protocol::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            api_key_env: Some("ANTHROPIC_API_KEY".into()),
+            anthropic_version: None,
+            models: strings(crate::providers::catalog::ANTHROPIC_MODELS),
+        },
+    ]
+}
+
+impl FileConfig {
+    pub fn read(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not an IP:port address", self.server.listen),
+            )
+        })?;
+        let positive = |key: &str, v: u64| -> Result<u64, ConfigError> {
+            if v == 0 {
+                Err(invalid(key, "must be greater than 0"))
+            } else {
+                Ok(v)
+            }
+        };
+        positive("server.max_body_bytes", self.server.max_body_bytes)?;
+        positive("server.max_connections", self.server.max_connections)?;
+        positive("store.read_pool_size", self.store.read_pool_size)?;
+        positive("writer.channel_capacity", self.writer.channel_capacity)?;
+        positive("writer.batch_max", self.writer.batch_max)?;
+        positive(
+            "upstream.connect_timeout_ms",
+            self.upstream.connect_timeout_ms,
+        )?;
+        positive(
+            "upstream.first_byte_timeout_ms",
+            self.upstream.first_byte_timeout_ms,
+        )?;
+        positive("upstream.total_timeout_ms", self.upstream.total_timeout_ms)?;
+        if self.store.path.as_os_str().is_empty() {
+            return Err(invalid("store.path", "must not be empty"));
+        }
+
+        let mut providers = Vec::with_capacity(self.providers.len());
+        for (i, p) in self.providers.into_iter().enumerate() {
+            providers.push(validate_provider(i, p, &providers)?);
+        }
+        for (alias, target) in &self.aliases {
+            let key = format!("aliases.{alias}");
+            if alias.is_empty() || alias.contains('/') {
+                return Err(invalid(
+                    key,
+                    "an alias name must be non-empty and contain no '/'",
+                ));
+            }
+            let Some((provider, model)) = target.split_once('/') else {
+                return Err(invalid(
+                    key,
+                    format!("{target:?} must be \"provider/model\""),
+                ));
+            };
+            if model.is_empty() || !providers.iter().any(|p| p.name == provider) {
+                return Err(invalid(
+                    key,
+                    format!("{target:?} names no configured provider"),
+                ));
+            }
+        }
+
+        let ms = Duration::from_millis;
+        Ok(Config {
+            listen,
+            max_body_bytes: self.server.max_body_bytes as usize,
+            max_connections: self.server.max_connections as usize,
+            shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            store: StoreConfig {
+                path: self.store.path,
+                busy_timeout: ms(self.store.busy_timeout_ms),
+                cache_size_kib: self.store.cache_size_kib as i64,
+                mmap_size_bytes: self.store.mmap_size_bytes as i64,
+                read_pool_size: self.store.read_pool_size as usize,
+            },
+            writer: WriterConfig {
+                channel_capacity: self.writer.channel_capacity as usize,
+                batch_max: self.writer.batch_max as usize,
+                batch_max_delay: ms(self.writer.batch_max_delay_ms),
+            },
+            upstream: UpstreamConfig {
+                connect_timeout: ms(self.upstream.connect_timeout_ms),
+                first_byte_timeout: ms(self.upstream.first_byte_timeout_ms),
+                total_timeout: ms(self.upstream.total_timeout_ms),
+                pool_idle_timeout: Duration::from_secs(self.upstream.pool_idle_timeout_secs),
+                pool_max_idle_per_host: self.upstream.pool_max_idle_per_host as usize,
+            },
+            store_bodies: self.traces.store_bodies,
+            providers,
+            aliases: self.aliases,
+        })
+    }
+}
+
+fn validate_provider(
+    index: usize,
+    p: ProviderEntry,
+    earlier: &[ProviderConfig],
+) -> Result<ProviderConfig, ConfigError> {
+    let key = |field: &str| format!("providers[{index}].{field}");
+    if p.name.is_empty() || p.name.contains('/') {
+        return Err(invalid(key("name"), "must be non-empty and contain no '/'"));
+    }
+    if earlier.iter().any(|e| e.name == p.name) {
+        return Err(invalid(
+            key("name"),
+            format!("duplicate provider {:?}", p.name),
+        ));
+    }
+    let base_url = p.base_url.trim_end_matches('/').to_string();
+    match reqwest::Url::parse(&base_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(invalid(
+                key("base_url"),
+                format!("{:?} is not an http(s) URL", p.base_url),
+            ));
+        }
+    }
+    if p.protocol != Protocol::Anthropic && p.anthropic_version.is_some() {
+        return Err(invalid(
+            key("anthropic_version"),
+            "only applies to protocol = \"anthropic\"",
+        ));
+    }
+    Ok(ProviderConfig {
+        name: p.name,
+        protocol: p.protocol,
+        base_url,
+        api_key_env: p.api_key_env.filter(|s| !s.is_empty()),
+        anthropic_version: p
+            .anthropic_version
+            .unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.to_string()),
+        models: p.models,
+    })
+}

@@ -1,0 +1,129 @@
+//! Configuration: serde defaults ← `config.toml`-style file ← environment, then
+//! validated into the typed [`Config`] the rest of the program uses.
+//!
+//! Every key has a default so the binary runs with no file at all. Unknown keys
+//! are rejected (a typo must not silently fall back to a default), and
+//! validation errors name the offending key.
+
+mod env;
+mod file;
+
+pub use env::{EnvSource, ProcessEnv};
+pub use file::{FileConfig, ProviderEntry};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The protocol an upstream speaks; decides URL paths, auth headers, usage
+/// fields and the error shape tollgate answers in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Openai,
+    Anthropic,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Openai => "openai",
+            Protocol::Anthropic => "anthropic",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    pub store: StoreConfig,
+    pub writer: WriterConfig,
+    pub upstream: UpstreamConfig,
+    pub store_bodies: bool,
+    pub providers: Vec<ProviderConfig>,
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub busy_timeout: Duration,
+    pub cache_size_kib: i64,
+    pub mmap_size_bytes: i64,
+    pub read_pool_size: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub channel_capacity: usize,
+    pub batch_max: usize,
+    pub batch_max_delay: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub protocol: Protocol,
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key_env: Option<String>,
+    pub anthropic_version: String,
+    pub models: Vec<String>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file (if any), then the
+    /// environment. `explicit_path` wins over `TOLLGATE_CONFIG`.
+    pub fn load(explicit_path: Option<&Path>, env: &dyn EnvSource) -> Result<Config, ConfigError> {
+        let path = explicit_path
+            .map(Path::to_path_buf)
+            .or_else(|| env.var("TOLLGATE_CONFIG").map(PathBuf::from));
+        let mut file = match path {
+            Some(path) => FileConfig::read(&path)?,
+            None => FileConfig::default(),
+        };
+        env::apply_overrides(&mut file, env);
+        file.validate()
+    }
+
+    /// The embedded defaults, as used when there is no config file.
+    pub fn defaults() -> Config {
+        FileConfig::default()
+            .validate()
+            .expect("embedded defaults are valid")
+    }
+}

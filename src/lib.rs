@@ -1,0 +1,17 @@
+//! tollgate: a single-binary LLM proxy that keeps the books.
+//!
+//! See `ARCHITECTURE.md` for the map. `main.rs` parses the command line and
+//! calls into [`app`]; tests call [`app::run`] or [`app::App`] the same way.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod providers;
+pub mod proxy;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod trace;
+
+pub use app::{App, run};

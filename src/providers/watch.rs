@@ -1,0 +1,395 @@
+//! Watching a response go by: learns usage, finish reason and errors from the
+//! bytes in flight, and decides what the client gets.
+//!
+//! The client's bytes are the upstream's bytes, forwarded as they arrive —
+//! with one exception: when tollgate itself asked an OpenAI stream for usage
+//! (the client did not), the extra usage chunk and the `"usage":null` fields
+//! that request adds are removed, so the client sees the stream it asked for.
+
+use super::sse::{self, SseSplitter};
+use super::usage::{self, BodyFacts};
+use crate::config::Protocol;
+use crate::trace::Usage;
+use bytes::{Bytes, BytesMut};
+use memchr::memmem;
+use serde_json::Value;
+
+/// Non-stream bodies up to this size are parsed whole; beyond it only the
+/// tail is kept to find the usage object, which providers put last.
+const FULL_PARSE_LIMIT: usize = 8 * 1024 * 1024;
+const TAIL_KEEP: usize = 64 * 1024;
+
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub usage: Usage,
+    pub finish_reason: Option<String>,
+    /// The provider's error type, from an error body or an error event.
+    pub error_type: Option<String>,
+    /// The stream ended with its terminator (`[DONE]`, `message_stop`).
+    pub stream_complete: bool,
+}
+
+pub enum Watch {
+    Json(JsonWatch),
+    OpenAiStream(OpenAiStream),
+    AnthropicStream(AnthropicStream),
+}
+
+impl Watch {
+    pub fn new(protocol: Protocol, event_stream: bool, strip_injected_usage: bool) -> Watch {
+        match (event_stream, protocol) {
+            (false, _) => Watch::Json(JsonWatch {
+                protocol,
+                buf: BytesMut::new(),
+                truncated: false,
+            }),
+            (true, Protocol::Openai) => Watch::OpenAiStream(OpenAiStream {
+                splitter: SseSplitter::default(),
+                strip: strip_injected_usage,
+                events: Vec::new(),
+                seen: Observed::default(),
+            }),
+            (true, Protocol::Anthropic) => Watch::AnthropicStream(AnthropicStream {
+                splitter: SseSplitter::default(),
+                events: Vec::new(),
+                seen: Observed::default(),
+            }),
+        }
+    }
+
+    /// Takes one upstream chunk; appends what the client should get to `out`.
+    pub fn feed(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        match self {
+            Watch::Json(w) => {
+                w.observe(&chunk);
+                out.push(chunk);
+            }
+            Watch::OpenAiStream(w) => w.feed(chunk, out),
+            Watch::AnthropicStream(w) => {
+                w.observe(&chunk);
+                out.push(chunk);
+            }
+        }
+    }
+
+    /// The upstream body ended; flushes anything held back.
+    pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Observed {
+        match self {
+            Watch::Json(w) => w.finish(),
+            Watch::OpenAiStream(w) => {
+                let rest = w.splitter.take_rest();
+                if !rest.is_empty() && w.strip {
+                    out.push(rest);
+                }
+                std::mem::take(&mut w.seen)
+            }
+            Watch::AnthropicStream(w) => std::mem::take(&mut w.seen),
+        }
+    }
+
+    pub fn is_event_stream(&self) -> bool {
+        !matches!(self, Watch::Json(_))
+    }
+}
+
+pub struct JsonWatch {
+    protocol: Protocol,
+    buf: BytesMut,
+    truncated: bool,
+}
+
+impl JsonWatch {
+    fn observe(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+        if self.buf.len() > FULL_PARSE_LIMIT {
+            let cut = self.buf.len() - TAIL_KEEP;
+            let _ = self.buf.split_to(cut);
+            self.truncated = true;
+        }
+    }
+
+    fn finish(&mut self) -> Observed {
+        let facts = if self.truncated {
+            tail_usage(&self.buf).map(|u| BodyFacts {
+                usage: match self.protocol {
+                    Protocol::Openai => usage::openai(&u),
+                    Protocol::Anthropic => usage::anthropic(&u),
+                },
+                ..BodyFacts::default()
+            })
+        } else {
+            serde_json::from_slice::<Value>(&self.buf)
+                .ok()
+                .map(|v| usage::from_body(self.protocol, &v))
+        }
+        .unwrap_or_default();
+        Observed {
+            usage: facts.usage,
+            finish_reason: facts.finish_reason,
+            error_type: facts.error_type,
+            stream_complete: false,
+        }
+    }
+}
+
+/// The last `"usage": {...}` object in the tail of a large JSON body.
+fn tail_usage(tail: &[u8]) -> Option<Value> {
+    let at = memmem::rfind(tail, b"\"usage\"")?;
+    let rest = &tail[at + b"\"usage\"".len()..];
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Value>();
+    values.next()?.ok().filter(Value::is_object)
+}
+
+pub struct OpenAiStream {
+    splitter: SseSplitter,
+    strip: bool,
+    events: Vec<Bytes>,
+    seen: Observed,
+}
+
+impl OpenAiStream {
+    fn feed(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        let mut events = std::mem::take(&mut self.events);
+        self.splitter.push(&chunk, &mut events);
+        if !self.strip {
+            out.push(chunk);
+        }
+        for event in events.drain(..) {
+            let keep = self.observe(&event);
+            if self.strip && keep {
+                out.push(strip_usage_null(event));
+            }
+        }
+        self.events = events;
+    }
+
+    /// Returns false for the usage-only chunk tollgate asked for itself.
+    fn observe(&mut self, raw: &[u8]) -> bool {
+        let event = sse::parse(raw);
+        let data = event.data.as_bytes();
+        if data == b"[DONE]" {
+            self.seen.stream_complete = true;
+            return true;
+        }
+        if let Some(reason) = string_field(data, b"\"finish_reason\":\"") {
+            self.seen.finish_reason = Some(reason);
+        }
+        let has_usage = memmem::find(data, b"\"usage\":{").is_some()
+            || memmem::find(data, b"\"usage\": {").is_some();
+        let is_error = data.starts_with(b"{\"error\"");
+        if !has_usage && !is_error {
+            return true;
+        }
+        let Ok(value) = serde_json::from_slice::<Value>(data) else {
+            return true;
+        };
+        if let Some(err) = value.get("error") {
+            self.seen.error_type = err
+                .get("type")
+                .or_else(|| err.get("code"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .or(Some("error".into()));
+        }
+        if let Some(u) = value.get("usage").filter(|u| u.is_object()) {
+            self.seen.usage = usage::openai(u);
+            let only_usage = value
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty);
+            return !only_usage;
+        }
+        true
+    }
+}
+
+/// The value of a `"key":"value"` string field, found without parsing.
+fn string_field(data: &[u8], key_with_quote: &[u8]) -> Option<String> {
+    let at = memmem::find(data, key_with_quote)? + key_with_quote.len();
+    let len = memchr::memchr(b'"', &data[at..])?;
+    std::str::from_utf8(&data[at..at + len])
+        .ok()
+        .map(str::to_string)
+}
+
+/// Removes the `"usage":null` members that asking for usage adds to every
+/// chunk. A `"` that is part of a JSON string is always escaped, so these
+/// byte patterns can only be the member itself.
+fn strip_usage_null(event: Bytes) -> Bytes {
+    const PATTERNS: [&[u8]; 4] = [
+        b",\"usage\":null",
+        b"\"usage\":null,",
+        b", \"usage\": null",
+        b"\"usage\": null, ",
+    ];
+    let Some((at, pat)) = PATTERNS
+        .iter()
+        .find_map(|p| memmem::find(&event, p).map(|at| (at, *p)))
+    else {
+        return event;
+    };
+    let mut out = BytesMut::with_capacity(event.len());
+    out.extend_from_slice(&event[..at]);
+    out.extend_from_slice(&event[at + pat.len()..]);
+    out.freeze()
+}
+
+pub struct AnthropicStream {
+    splitter: SseSplitter,
+    events: Vec<Bytes>,
+    seen: Observed,
+}
+
+impl AnthropicStream {
+    fn observe(&mut self, chunk: &[u8]) {
+        let mut events = std::mem::take(&mut self.events);
+        self.splitter.push(chunk, &mut events);
+        for raw in events.drain(..) {
+            let event = sse::parse(&raw);
+            let name = event
+                .event
+                .or_else(|| type_of(&event.data))
+                .unwrap_or_default();
+            match name {
+                "message_start" | "message_delta" | "error" => {}
+                "message_stop" => {
+                    self.seen.stream_complete = true;
+                    continue;
+                }
+                _ => continue,
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                continue;
+            };
+            match name {
+                "message_start" => {
+                    if let Some(u) = value.pointer("/message/usage") {
+                        self.seen.usage = usage::merge(self.seen.usage, usage::anthropic(u));
+                    }
+                }
+                "message_delta" => {
+                    if let Some(u) = value.get("usage") {
+                        let later = usage::anthropic(u);
+                        // A delta without input_tokens must not turn the
+                        // cache counts into a total.
+                        let later = if later.input_tokens.is_none() {
+                            Usage {
+                                cached_input_tokens: None,
+                                cache_creation_input_tokens: None,
+                                ..later
+                            }
+                        } else {
+                            later
+                        };
+                        self.seen.usage = usage::merge(self.seen.usage, later);
+                    }
+                    if let Some(r) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                        self.seen.finish_reason = Some(r.to_string());
+                    }
+                }
+                _ => {
+                    self.seen.error_type = value
+                        .pointer("/error/type")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or(Some("error".into()));
+                }
+            }
+        }
+        self.events = events;
+    }
+}
+
+fn type_of(data: &str) -> Option<&'static str> {
+    ["message_start", "message_delta", "message_stop", "error"]
+        .into_iter()
+        .find(|t| data.contains(&format!("\"type\":\"{t}\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(mut w: Watch, pieces: &[&str]) -> (String, Observed) {
+        let mut out = Vec::new();
+        for p in pieces {
+            w.feed(Bytes::copy_from_slice(p.as_bytes()), &mut out);
+        }
+        let seen = w.finish(&mut out);
+        let text = out
+            .iter()
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect();
+        (text, seen)
+    }
+
+    const OPENAI_WITH_USAGE: &str = concat!(
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11,\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn openai_stream_passes_through_when_client_asked_for_usage() {
+        let (text, seen) = run(
+            Watch::new(Protocol::Openai, true, false),
+            &[&OPENAI_WITH_USAGE[..50], &OPENAI_WITH_USAGE[50..]],
+        );
+        assert_eq!(text, OPENAI_WITH_USAGE);
+        assert_eq!(seen.usage.input_tokens, Some(9));
+        assert_eq!(seen.usage.output_tokens, Some(2));
+        assert_eq!(seen.finish_reason.as_deref(), Some("stop"));
+        assert!(seen.stream_complete);
+    }
+
+    #[test]
+    fn openai_stream_strips_what_tollgate_injected() {
+        let (text, seen) = run(
+            Watch::new(Protocol::Openai, true, true),
+            &[&OPENAI_WITH_USAGE[..70], &OPENAI_WITH_USAGE[70..]],
+        );
+        assert_eq!(
+            text,
+            concat!(
+                "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":null}]}\n\n",
+                "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: [DONE]\n\n",
+            )
+        );
+        assert_eq!(seen.usage.input_tokens, Some(9));
+    }
+
+    #[test]
+    fn anthropic_stream_usage_and_stop_reason() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"usage\":{\"input_tokens\":25,\"cache_creation_input_tokens\":7,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let (text, seen) = run(Watch::new(Protocol::Anthropic, true, false), &[stream]);
+        assert_eq!(text, stream);
+        assert_eq!(seen.usage.input_tokens, Some(35));
+        assert_eq!(seen.usage.cached_input_tokens, Some(3));
+        assert_eq!(seen.usage.cache_creation_input_tokens, Some(7));
+        assert_eq!(seen.usage.output_tokens, Some(15));
+        assert_eq!(seen.finish_reason.as_deref(), Some("end_turn"));
+        assert!(seen.stream_complete);
+    }
+
+    #[test]
+    fn large_json_body_usage_from_tail() {
+        let mut body = String::from("{\"object\":\"list\",\"data\":[");
+        let item = "{\"object\":\"embedding\",\"index\":0,\"embedding\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==\"},";
+        while body.len() < FULL_PARSE_LIMIT + 1000 {
+            body.push_str(item);
+        }
+        body.pop();
+        body.push_str("],\"model\":\"e\",\"usage\":{\"prompt_tokens\":123,\"total_tokens\":123}}");
+        let (text, seen) = run(Watch::new(Protocol::Openai, false, false), &[&body]);
+        assert_eq!(text.len(), body.len());
+        assert_eq!(seen.usage.input_tokens, Some(123));
+    }
+}

@@ -1,0 +1,278 @@
+//! Streaming the upstream's answer back to the client as it arrives, while
+//! the trace is completed from what goes by. The trace is handed to the
+//! writer exactly once: when the body ends, or when it is dropped because
+//! the client went away (which also drops, and so cancels, the upstream
+//! request).
+
+use super::error::stream_error_event;
+use super::upstream::{DROP_RESPONSE, UpstreamCall};
+use super::{Body, BoxError};
+use crate::app::AppState;
+use crate::config::Protocol;
+use crate::providers::watch::Watch;
+use crate::store::{Slot, WriteOp};
+use crate::trace::{ErrorKind, Trace};
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::BoxStream;
+use http::{HeaderValue, Response, header};
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::time::Sleep;
+
+/// Bodies kept for `traces.store_bodies` are capped at this size.
+const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// A trace with its reserved place in the writer's queue. However the request
+/// ends — normally, in error, or abandoned by the client — dropping this
+/// sends the trace.
+pub struct PendingTrace {
+    slot: Option<Slot>,
+    pub trace: Trace,
+    started: Instant,
+    completed: bool,
+}
+
+impl PendingTrace {
+    pub fn new(slot: Slot, trace: Trace, started: Instant) -> PendingTrace {
+        PendingTrace {
+            slot: Some(slot),
+            trace,
+            started,
+            completed: false,
+        }
+    }
+
+    /// The request ended the way its trace says.
+    pub fn finish(mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for PendingTrace {
+    fn drop(&mut self) {
+        if !self.completed {
+            if self.trace.status == 0 {
+                // nginx's "client closed request": no response was sent.
+                self.trace.status = 499;
+            }
+            self.trace.fail(
+                ErrorKind::ClientDisconnected,
+                "the client closed the connection before the response ended",
+            );
+        }
+        self.trace.total_us = self.started.elapsed().as_micros() as i64;
+        if let Some(slot) = self.slot.take() {
+            let trace = std::mem::replace(&mut self.trace, Trace::new("", 0));
+            slot.send(WriteOp::Trace(Box::new(trace)));
+        }
+    }
+}
+
+pub struct ObservedBody {
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    watch: Watch,
+    protocol: Protocol,
+    upstream_failed: bool,
+    queue: VecDeque<Bytes>,
+    scratch: Vec<Bytes>,
+    pending: Option<PendingTrace>,
+    deadline: Pin<Box<Sleep>>,
+    sent_at: Instant,
+    capture: Option<BytesMut>,
+    sent_any: bool,
+    received_any: bool,
+    done: bool,
+    abort: Option<BoxError>,
+}
+
+impl ObservedBody {
+    pub fn respond(state: &AppState, call: UpstreamCall, pending: PendingTrace) -> Response<Body> {
+        let status = call.response.status();
+        let event_stream = call
+            .response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let mut builder = Response::builder().status(status);
+        if let Some(headers) = builder.headers_mut() {
+            for (name, value) in call.response.headers() {
+                if !DROP_RESPONSE.contains(&name.as_str()) {
+                    headers.append(name.clone(), value.clone());
+                }
+            }
+            if event_stream {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            }
+        }
+        let protocol = call.route.provider.protocol;
+        let body = ObservedBody {
+            upstream: Box::pin(call.response.bytes_stream()),
+            watch: Watch::new(protocol, event_stream, call.strip_injected_usage),
+            protocol,
+            upstream_failed: !status.is_success(),
+            queue: VecDeque::new(),
+            scratch: Vec::new(),
+            pending: Some(pending),
+            deadline: Box::pin(tokio::time::sleep(state.config.upstream.total_timeout)),
+            sent_at: call.sent_at,
+            capture: state.config.store_bodies.then(BytesMut::new),
+            sent_any: false,
+            received_any: false,
+            done: false,
+            abort: None,
+        };
+        builder
+            .body(body.boxed_unsync())
+            .unwrap_or_else(|_| Response::new(super::full(Bytes::new())))
+    }
+
+    fn trace(&mut self) -> Option<&mut Trace> {
+        self.pending.as_mut().map(|p| &mut p.trace)
+    }
+
+    fn on_sent(&mut self, chunk: &Bytes) {
+        let first = !self.sent_any;
+        self.sent_any = true;
+        if let Some(capture) = &mut self.capture
+            && capture.len() + chunk.len() <= CAPTURE_LIMIT
+        {
+            capture.extend_from_slice(chunk);
+        }
+        if let Some(p) = &mut self.pending {
+            p.trace.response_bytes += chunk.len() as i64;
+            if first {
+                p.trace.ttfb_us = Some(p.started.elapsed().as_micros() as i64);
+            }
+        }
+    }
+
+    /// The upstream body ended normally.
+    fn complete(&mut self) {
+        let mut out = std::mem::take(&mut self.scratch);
+        let seen = self.watch.finish(&mut out);
+        self.queue.extend(out.drain(..));
+        self.scratch = out;
+        let upstream_failed = self.upstream_failed;
+        let event_stream = self.watch.is_event_stream();
+        let sent_at = self.sent_at;
+        if let Some(t) = self.trace() {
+            t.upstream_us = Some(sent_at.elapsed().as_micros() as i64);
+            t.usage = seen.usage;
+            t.finish_reason = seen.finish_reason;
+            if upstream_failed {
+                let what = seen.error_type.as_deref().unwrap_or("an error");
+                t.fail(
+                    ErrorKind::UpstreamStatus,
+                    format!("upstream answered {} ({what})", t.status),
+                );
+            } else if let Some(err) = seen.error_type {
+                t.fail(
+                    ErrorKind::UpstreamStreamError,
+                    format!("upstream sent an error event ({err})"),
+                );
+            } else if event_stream && !seen.stream_complete {
+                t.fail(
+                    ErrorKind::UpstreamStreamBroken,
+                    "upstream stream ended without its final event",
+                );
+            }
+        }
+        self.done = true;
+    }
+
+    /// The upstream broke or ran out of time mid-body.
+    fn break_off(&mut self, kind: ErrorKind, message: &str) {
+        let mut out = std::mem::take(&mut self.scratch);
+        let seen = self.watch.finish(&mut out);
+        out.clear();
+        self.scratch = out;
+        let sent_at = self.sent_at;
+        if let Some(t) = self.trace() {
+            t.upstream_us = Some(sent_at.elapsed().as_micros() as i64);
+            t.usage = seen.usage;
+            t.finish_reason = seen.finish_reason;
+            t.fail(kind, message);
+        }
+        if self.watch.is_event_stream() {
+            // End the stream with an error event both SDKs raise on, rather
+            // than a silent, truncated answer.
+            self.queue.push_back(Bytes::from_static(b"\n\n"));
+            self.queue
+                .push_back(stream_error_event(self.protocol, message));
+        } else {
+            self.abort = Some(message.to_string().into());
+        }
+        self.done = true;
+    }
+
+    fn finish_trace(&mut self) {
+        let capture = self.capture.take().map(BytesMut::freeze);
+        if let Some(mut p) = self.pending.take() {
+            p.trace.response_body = capture;
+            p.finish();
+        }
+    }
+}
+
+impl hyper::body::Body for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(chunk) = this.queue.pop_front() {
+                this.on_sent(&chunk);
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            if this.done {
+                this.finish_trace();
+                return Poll::Ready(this.abort.take().map(Err));
+            }
+            if this.deadline.as_mut().poll(cx).is_ready() {
+                this.break_off(
+                    ErrorKind::UpstreamTimeout,
+                    "the upstream did not finish in time",
+                );
+                continue;
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if !this.received_any {
+                        this.received_any = true;
+                        let at = this.sent_at.elapsed().as_micros() as i64;
+                        if let Some(t) = this.trace() {
+                            t.upstream_ttfb_us = Some(at);
+                        }
+                    }
+                    let mut out = std::mem::take(&mut this.scratch);
+                    this.watch.feed(chunk, &mut out);
+                    this.queue.extend(out.drain(..));
+                    this.scratch = out;
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "upstream body broke mid-response");
+                    this.break_off(
+                        ErrorKind::UpstreamStreamBroken,
+                        "the upstream connection broke mid-response",
+                    );
+                }
+                Poll::Ready(None) => this.complete(),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.queue.is_empty() && self.pending.is_none()
+    }
+}

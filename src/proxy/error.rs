@@ -1,0 +1,192 @@
+//! The one place where tollgate's own errors become HTTP responses, in the
+//! error shape of the protocol the client speaks. Messages say what went
+//! wrong and what to do, and never carry internal details or secrets.
+
+use super::{Body, full};
+use crate::config::Protocol;
+use crate::trace::ErrorKind;
+use http::{HeaderValue, Response, StatusCode, header};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("The request body must be a JSON object.")]
+    NotAnObject,
+    #[error("You must provide a model parameter.")]
+    MissingModel,
+    #[error("The request body is larger than this gateway's limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    #[error("The request body could not be read.")]
+    BodyRead,
+    #[error("The model `{0}` does not exist or is not configured on this gateway.")]
+    UnknownModel(String),
+    #[error(
+        "The model `{model}` is served by provider `{provider}`, which speaks the {protocol} \
+         protocol; send this request to {hint} instead."
+    )]
+    WrongProtocol {
+        model: String,
+        provider: String,
+        protocol: &'static str,
+        hint: &'static str,
+    },
+    #[error("Unknown request path: {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error(
+        "Provider `{provider}` has no API key configured on this gateway (its environment \
+         variable {env} is not set)."
+    )]
+    MissingProviderKey { provider: String, env: String },
+    #[error("Could not reach upstream provider `{0}`.")]
+    UpstreamUnreachable(String),
+    #[error("Upstream provider `{0}` did not answer in time.")]
+    UpstreamTimeout(String),
+    #[error("The gateway is shutting down; retry shortly.")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::InvalidJson(_)
+            | ProxyError::NotAnObject
+            | ProxyError::MissingModel
+            | ProxyError::BodyRead
+            | ProxyError::WrongProtocol { .. } => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::UnknownModel(_) | ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ProxyError::MissingProviderKey { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProxyError::InvalidJson(_)
+            | ProxyError::NotAnObject
+            | ProxyError::MissingModel
+            | ProxyError::BodyRead => ErrorKind::InvalidRequest,
+            ProxyError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
+            ProxyError::UnknownModel(_) => ErrorKind::UnknownModel,
+            ProxyError::WrongProtocol { .. } => ErrorKind::WrongProtocol,
+            ProxyError::NotFound { .. } => ErrorKind::NotFound,
+            ProxyError::MissingProviderKey { .. } => ErrorKind::MissingProviderKey,
+            ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
+            ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
+            ProxyError::ShuttingDown => ErrorKind::ShuttingDown,
+        }
+    }
+
+    /// OpenAI's `(type, code)` for this error.
+    fn openai_type(&self) -> (&'static str, Option<&'static str>) {
+        match self {
+            ProxyError::UnknownModel(_) => ("invalid_request_error", Some("model_not_found")),
+            ProxyError::NotFound { .. } => ("invalid_request_error", Some("unknown_url")),
+            ProxyError::BodyTooLarge { .. } => ("invalid_request_error", Some("request_too_large")),
+            ProxyError::MissingProviderKey { .. } => ("server_error", Some("provider_key_missing")),
+            ProxyError::UpstreamUnreachable(_) => ("server_error", Some("upstream_unreachable")),
+            ProxyError::UpstreamTimeout(_) => ("server_error", Some("upstream_timeout")),
+            ProxyError::ShuttingDown => ("server_error", Some("shutting_down")),
+            _ => ("invalid_request_error", None),
+        }
+    }
+
+    fn anthropic_type(&self) -> &'static str {
+        match self.status() {
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+            s if s.is_server_error() => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    pub fn to_response(&self, protocol: Protocol) -> Response<Body> {
+        let body = error_body(
+            protocol,
+            &self.to_string(),
+            self.openai_type(),
+            self.anthropic_type(),
+        );
+        let mut resp = Response::new(full(body));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+/// An error body in `protocol`'s shape.
+pub fn error_body(
+    protocol: Protocol,
+    message: &str,
+    (openai_type, openai_code): (&str, Option<&str>),
+    anthropic_type: &str,
+) -> Vec<u8> {
+    let value = match protocol {
+        Protocol::Openai => serde_json::json!({
+            "error": {"message": message, "type": openai_type, "param": null, "code": openai_code}
+        }),
+        Protocol::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_type, "message": message}
+        }),
+    };
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// The event a stream ends with when its upstream breaks: both SDKs raise
+/// an error on it instead of returning a silently truncated answer.
+pub fn stream_error_event(protocol: Protocol, message: &str) -> bytes::Bytes {
+    let body = error_body(
+        protocol,
+        message,
+        ("server_error", Some("upstream_stream_broken")),
+        "api_error",
+    );
+    let body = String::from_utf8(body).unwrap_or_default();
+    match protocol {
+        Protocol::Openai => format!("data: {body}\n\n").into(),
+        Protocol::Anthropic => format!("event: error\ndata: {body}\n\n").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes() {
+        let e = ProxyError::UnknownModel("gpt-9".into());
+        let openai: serde_json::Value = serde_json::from_slice(&error_body(
+            Protocol::Openai,
+            &e.to_string(),
+            e.openai_type(),
+            e.anthropic_type(),
+        ))
+        .unwrap();
+        assert_eq!(openai["error"]["type"], "invalid_request_error");
+        assert_eq!(openai["error"]["code"], "model_not_found");
+        assert!(
+            openai["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("gpt-9")
+        );
+        let anthropic: serde_json::Value = serde_json::from_slice(&error_body(
+            Protocol::Anthropic,
+            &e.to_string(),
+            e.openai_type(),
+            e.anthropic_type(),
+        ))
+        .unwrap();
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "not_found_error");
+        assert_eq!(e.status(), StatusCode::NOT_FOUND);
+    }
+}

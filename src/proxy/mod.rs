@@ -1,0 +1,160 @@
+//! The proxy: routes a client request, forwards it upstream, and streams the
+//! answer back while the trace is filled in.
+//!
+//! Phases of one request, each in its own file: [`request`] reads and checks
+//! the body and picks the route, [`upstream`] sends it, [`body`] streams the
+//! answer back and hands the finished trace to the writer. [`error`] is the
+//! only place that turns tollgate's own failures into HTTP.
+
+mod body;
+pub mod error;
+mod models;
+mod request;
+mod upstream;
+
+use crate::app::AppState;
+use crate::config::Protocol;
+use crate::trace::{Trace, now_ms};
+use body::{ObservedBody, PendingTrace};
+use bytes::Bytes;
+use error::ProxyError;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// The proxied endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+    Messages,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Embeddings => "/v1/embeddings",
+            Endpoint::Messages => "/v1/messages",
+        }
+    }
+
+    /// Path under a provider's `base_url`.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Messages => "/messages",
+        }
+    }
+
+    /// The protocol the client speaks here, and the one the provider must.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Embeddings => Protocol::Openai,
+            Endpoint::Messages => Protocol::Anthropic,
+        }
+    }
+}
+
+pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let endpoint = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/chat/completions") => Endpoint::ChatCompletions,
+        (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
+        (&Method::POST, "/v1/messages") => Endpoint::Messages,
+        (&Method::GET, "/v1/models") => return models::list(&state, &req),
+        (&Method::GET, "/healthz") => return health(&state).await,
+        (&Method::GET, "/metrics") => return crate::metrics::render(&state),
+        (method, path) => {
+            let protocol = if path.starts_with("/v1/messages")
+                || req.headers().contains_key("anthropic-version")
+            {
+                Protocol::Anthropic
+            } else {
+                Protocol::Openai
+            };
+            return ProxyError::NotFound {
+                method: method.to_string(),
+                path: path.to_string(),
+            }
+            .to_response(protocol);
+        }
+    };
+    forward(state, req, endpoint).await
+}
+
+async fn forward<B>(state: Arc<AppState>, req: Request<B>, endpoint: Endpoint) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let protocol = endpoint.protocol();
+    // Reserving the record's place first is the backpressure: when the
+    // writer falls behind, new requests wait here, before any upstream cost.
+    let Ok(slot) = state.writer.reserve().await else {
+        return ProxyError::ShuttingDown.to_response(protocol);
+    };
+    let mut pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
+    let request_id = HeaderValue::from_str(&pending.trace.id).ok();
+
+    let mut response = match request::prepare(&state, req, endpoint, &mut pending.trace).await {
+        Ok(prepared) => match upstream::send(&state, prepared, &mut pending.trace).await {
+            Ok(call) => ObservedBody::respond(&state, call, pending),
+            Err(e) => fail(e, protocol, pending),
+        },
+        Err(e) => fail(e, protocol, pending),
+    };
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-tollgate-request-id", id);
+    }
+    response
+}
+
+fn fail(e: ProxyError, protocol: Protocol, mut pending: PendingTrace) -> Response<Body> {
+    let response = e.to_response(protocol);
+    pending.trace.status = response.status().as_u16();
+    pending.trace.fail(e.kind(), e.to_string());
+    pending.trace.response_bytes = hyper::body::Body::size_hint(response.body())
+        .exact()
+        .unwrap_or(0) as i64;
+    pending.finish();
+    response
+}
+
+async fn health(state: &AppState) -> Response<Body> {
+    let ok = state
+        .reads
+        .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+        .await
+        .is_ok();
+    let (status, body) = if ok {
+        (StatusCode::OK, &br#"{"status":"ok"}"#[..])
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            &br#"{"status":"database unavailable"}"#[..],
+        )
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

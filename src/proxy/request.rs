@@ -1,0 +1,170 @@
+//! Reading and checking the client's request, and choosing its route.
+
+use super::Endpoint;
+use super::error::ProxyError;
+use crate::app::AppState;
+use crate::config::Protocol;
+use crate::providers::Route;
+use crate::trace::Trace;
+use bytes::Bytes;
+use http::{HeaderMap, Request};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// A request ready to go upstream.
+pub struct Prepared {
+    pub endpoint: Endpoint,
+    pub route: Route,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// tollgate asked for stream usage the client did not ask for, and must
+    /// remove it from what the client sees.
+    pub strip_injected_usage: bool,
+}
+
+#[derive(Deserialize)]
+struct Meta<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+pub async fn prepare<B>(
+    state: &AppState,
+    req: Request<B>,
+    endpoint: Endpoint,
+    trace: &mut Trace,
+) -> Result<Prepared, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limit = state.config.max_body_bytes;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
+        Err(_) => return Err(ProxyError::BodyRead),
+    };
+    trace.request_bytes = body.len() as i64;
+    if state.config.store_bodies {
+        trace.request_body = Some(body.clone());
+    }
+
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_none() {
+        return Err(ProxyError::InvalidJson("the body is empty".into()));
+    }
+    if first != Some(&b'{') {
+        return Err(ProxyError::NotAnObject);
+    }
+    let meta: Meta<'_> =
+        serde_json::from_slice(&body).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    let requested = match meta.model.as_deref() {
+        Some(m) if !m.is_empty() => m,
+        _ => return Err(ProxyError::MissingModel),
+    };
+    let stream = endpoint != Endpoint::Embeddings && meta.stream == Some(true);
+    trace.model_requested = Some(requested.to_string());
+    trace.stream = stream;
+
+    let route = state
+        .router
+        .resolve(requested)
+        .ok_or_else(|| ProxyError::UnknownModel(requested.to_string()))?;
+    trace.provider = Some(route.provider.name.clone());
+    trace.model_resolved = Some(route.model.clone());
+    if route.provider.protocol != endpoint.protocol() {
+        return Err(ProxyError::WrongProtocol {
+            model: requested.to_string(),
+            provider: route.provider.name.clone(),
+            protocol: route.provider.protocol.as_str(),
+            hint: match route.provider.protocol {
+                Protocol::Openai => "/v1/chat/completions",
+                Protocol::Anthropic => "/v1/messages",
+            },
+        });
+    }
+
+    let inject_usage = endpoint == Endpoint::ChatCompletions
+        && stream
+        && meta.stream_options.and_then(|o| o.include_usage) != Some(true);
+    let rename = route.model != requested;
+    let body = if rename || inject_usage {
+        rewrite(&body, rename.then_some(route.model.as_str()), inject_usage)?
+    } else {
+        body
+    };
+    Ok(Prepared {
+        endpoint,
+        route,
+        headers: parts.headers,
+        body,
+        strip_injected_usage: inject_usage,
+    })
+}
+
+/// Re-serialises the body with the upstream's model name and/or
+/// `stream_options.include_usage = true`, keeping every other member and
+/// their order.
+fn rewrite(body: &[u8], model: Option<&str>, include_usage: bool) -> Result<Bytes, ProxyError> {
+    let mut map: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+    if let Some(model) = model {
+        map.insert("model".into(), Value::String(model.into()));
+    }
+    if include_usage {
+        let options = map
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    serde_json::to_vec(&map)
+        .map(Bytes::from)
+        .map_err(|e| ProxyError::InvalidJson(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrite_keeps_order_and_other_members() {
+        let body = br#"{"model":"fast","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5}"#;
+        let out = rewrite(body, Some("gpt-4o-mini"), true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"stream":true,"temperature":0.5,"stream_options":{"include_usage":true}}"#
+        );
+        let body = br#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
+        let out = rewrite(body, None, true).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}"#
+        );
+    }
+}

@@ -1,0 +1,55 @@
+//! Opening connections, each with the same PRAGMAs.
+
+use super::StoreError;
+use crate::config::StoreConfig;
+use rusqlite::{Connection, OpenFlags};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The writer's connection (and CLI commands run in their own process).
+    ReadWrite,
+    /// Pool connections: SQLite itself refuses writes through them.
+    ReadOnly,
+}
+
+pub fn open(cfg: &StoreConfig, mode: OpenMode) -> Result<Connection, StoreError> {
+    let flags = match mode {
+        OpenMode::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn =
+        Connection::open_with_flags(&cfg.path, flags).map_err(|source| StoreError::Open {
+            path: cfg.path.clone(),
+            source,
+        })?;
+    apply_pragmas(&conn, cfg, mode).map_err(|source| StoreError::Open {
+        path: cfg.path.clone(),
+        source,
+    })?;
+    Ok(conn)
+}
+
+fn apply_pragmas(conn: &Connection, cfg: &StoreConfig, mode: OpenMode) -> rusqlite::Result<()> {
+    conn.busy_timeout(cfg.busy_timeout)?;
+    if mode == OpenMode::ReadWrite {
+        // journal_mode is persistent in the file; a read-only connection
+        // cannot change it and does not need to.
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "could not enable WAL mode (got {journal})"
+            )));
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{};
+         PRAGMA mmap_size = {};",
+        cfg.cache_size_kib, cfg.mmap_size_bytes
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}

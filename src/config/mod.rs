@@ -127,3 +127,33 @@ impl Config {
             .expect("embedded defaults are valid")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_config_toml_is_exactly_the_embedded_defaults() {
+        let text = include_str!("../../config.toml");
+        let documented = FileConfig::parse(text).unwrap().validate().unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{:?}", Config::defaults()));
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_errors_name_the_key() {
+        let env = |name: &str| match name {
+            "TOLLGATE_LISTEN" => Some("0.0.0.0:9000".to_string()),
+            "TOLLGATE_DB" => Some("/tmp/x.db".to_string()),
+            _ => None,
+        };
+        let cfg = Config::load(None, &env).unwrap();
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(cfg.store.path, PathBuf::from("/tmp/x.db"));
+
+        let bad = FileConfig::parse("[aliases]\nfast = \"nowhere/m\"\n").unwrap().validate();
+        assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.fast"));
+        let bad = FileConfig::parse("[writer]\nbatch_max = 0\n").unwrap().validate();
+        assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "writer.batch_max"));
+        assert!(FileConfig::parse("[store]\npaht = \"x\"\n").unwrap_err().contains("paht"));
+    }
+}

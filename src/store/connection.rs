@@ -1,6 +1,6 @@
 //! Opening connections, each with the same PRAGMAs.
 
-use super::StoreError;
+use super::{MigrateError, SCHEMA_VERSION, StoreError};
 use crate::config::StoreConfig;
 use rusqlite::{Connection, OpenFlags};
 
@@ -23,16 +23,34 @@ pub fn open(cfg: &StoreConfig, mode: OpenMode) -> Result<Connection, StoreError>
             path: cfg.path.clone(),
             source,
         })?;
-    apply_pragmas(&conn, cfg, mode).map_err(|source| StoreError::Open {
+    let too_new = apply_pragmas(&conn, cfg, mode).map_err(|source| StoreError::Open {
         path: cfg.path.clone(),
         source,
     })?;
+    if let Some(found) = too_new {
+        return Err(MigrateError::TooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
+    }
     Ok(conn)
 }
 
-fn apply_pragmas(conn: &Connection, cfg: &StoreConfig, mode: OpenMode) -> rusqlite::Result<()> {
+/// Returns the schema version found when it is too new to touch.
+fn apply_pragmas(
+    conn: &Connection,
+    cfg: &StoreConfig,
+    mode: OpenMode,
+) -> rusqlite::Result<Option<i64>> {
     conn.busy_timeout(cfg.busy_timeout)?;
     if mode == OpenMode::ReadWrite {
+        // A database from a newer tollgate is refused before anything, even
+        // the journal mode, is written to it.
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Ok(Some(version));
+        }
         // journal_mode is persistent in the file; a read-only connection
         // cannot change it and does not need to.
         let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -51,5 +69,5 @@ fn apply_pragmas(conn: &Connection, cfg: &StoreConfig, mode: OpenMode) -> rusqli
         cfg.cache_size_kib, cfg.mmap_size_bytes
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
+    Ok(None)
 }

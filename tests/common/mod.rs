@@ -1,0 +1,188 @@
+//! Shared test harness: a real tollgate (in-process, on a real socket, with a
+//! real SQLite file in a temp dir) in front of the mock upstream.
+#![allow(dead_code)]
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tollgate::App;
+use tollgate::config::{Config, FileConfig};
+use tollgate_mock_upstream::{MockConfig, MockUpstream};
+
+pub const UPSTREAM_KEY: &str = "sk-upstream-test-key-0123456789";
+
+pub struct Gateway {
+    pub addr: std::net::SocketAddr,
+    pub mock: MockUpstream,
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// The TOML a test gateway runs with: both providers pointing at `base_url`.
+/// `extra` is whole TOML sections (or `server.`-less keys of `[server]` when
+/// it starts with `max_`).
+pub fn config_toml(base_url: &str, db: &std::path::Path, extra: &str) -> String {
+    let (server_extra, extra) = if extra.starts_with("max_") { (extra, "") } else { ("", extra) };
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 5
+{server_extra}
+[store]
+path = "{db}"
+[writer]
+batch_max_delay_ms = 2
+{extra}
+[[providers]]
+name = "openai"
+protocol = "openai"
+base_url = "{base_url}"
+api_key_env = "TEST_UPSTREAM_KEY"
+models = ["gpt-4o-mini", "text-embedding-3-small"]
+
+[[providers]]
+name = "anthropic"
+protocol = "anthropic"
+base_url = "{base_url}"
+api_key_env = "TEST_UPSTREAM_KEY"
+models = ["claude-haiku-4-5"]
+
+[aliases]
+fast = "openai/gpt-4o-mini"
+"#,
+        db = db.display()
+    )
+}
+
+pub fn test_env(name: &str) -> Option<String> {
+    (name == "TEST_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_string())
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Self::start_with(MockConfig::default(), "").await
+    }
+
+    /// `extra` is TOML inserted before the provider list (whole sections).
+    pub async fn start_with(mock_cfg: MockConfig, extra: &str) -> Gateway {
+        let mock = MockUpstream::start_with(MockConfig {
+            expect_key: Some(UPSTREAM_KEY.to_string()),
+            ..mock_cfg
+        })
+        .await;
+        let base_url = mock.base_url();
+        Self::start_on(mock, &base_url, extra).await
+    }
+
+    pub async fn start_on(mock: MockUpstream, base_url: &str, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tollgate.db");
+        let config = parse_config(&config_toml(base_url, &db, extra));
+        let app = App::open(config, &test_env).expect("gateway opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Gateway {
+            addr,
+            mock,
+            dir,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Graceful shutdown; returns when every record is committed.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("gateway stops in time")
+                .unwrap();
+        }
+    }
+
+    pub fn db(&self) -> Connection {
+        Connection::open_with_flags(&self.db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap()
+    }
+
+    /// Waits until the writer has committed `n` traces.
+    pub async fn wait_traces(&self, n: i64) -> i64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let count = trace_count(&self.db());
+            if count >= n || tokio::time::Instant::now() > deadline {
+                return count;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub fn parse_config(toml: &str) -> Config {
+    FileConfig::parse(toml).unwrap().validate().unwrap()
+}
+
+pub fn trace_count(conn: &Connection) -> i64 {
+    conn.query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// One trace row as a map of column name → value, for readable asserts.
+pub fn last_trace(conn: &Connection) -> serde_json::Map<String, serde_json::Value> {
+    let mut stmt = conn
+        .prepare("SELECT * FROM traces ORDER BY started_at_ms DESC, id DESC LIMIT 1")
+        .unwrap();
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    stmt.query_row([], |row| {
+        let mut map = serde_json::Map::new();
+        for (i, name) in names.iter().enumerate() {
+            let v = match row.get_ref(i)? {
+                rusqlite::types::ValueRef::Null => serde_json::Value::Null,
+                rusqlite::types::ValueRef::Integer(n) => n.into(),
+                rusqlite::types::ValueRef::Real(f) => f.into(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()).into(),
+            };
+            map.insert(name.clone(), v);
+        }
+        Ok(map)
+    })
+    .unwrap()
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+pub fn chat(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+}
+
+pub fn message(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "stream": stream,
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "Say hello"}],
+    })
+}

@@ -1,0 +1,253 @@
+//! The real `tollgate` binary: start-up, shutdown on SIGTERM, restarts, and
+//! databases it must refuse.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tollgate_mock_upstream::{MockConfig, MockUpstream};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+struct Served {
+    child: Child,
+    addr: String,
+}
+
+/// Starts `tollgate serve` and waits for its "listening on" line.
+fn serve(args: &[&str], dir: &std::path::Path, envs: &[(&str, &str)]) -> Served {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_DB")
+        .env_remove("TOLLGATE_LISTEN")
+        .env("TEST_UPSTREAM_KEY", UPSTREAM_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    Served { child, addr }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn wait_exit(mut child: Child) -> (i32, String) {
+    for _ in 0..300 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("tollgate did not exit within 30 s");
+}
+
+fn write_config(dir: &std::path::Path, mock: &MockUpstream) -> std::path::PathBuf {
+    let path = dir.join("tollgate.toml");
+    std::fs::write(&path, config_toml(&mock.base_url(), &dir.join("tollgate.db"), "")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
+    let mock = MockUpstream::start_with(MockConfig {
+        expect_key: Some(UPSTREAM_KEY.into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &mock);
+    let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
+    let base = format!("http://{}", served.addr);
+
+    const QUICK: usize = 30;
+    const SLOW: usize = 6;
+    for i in 0..QUICK {
+        let (path, body) = match i % 3 {
+            0 => ("/v1/chat/completions", chat("gpt-4o-mini", i % 2 == 0)),
+            1 => ("/v1/messages", message("claude-haiku-4-5", i % 2 == 0)),
+            _ => ("/v1/embeddings", serde_json::json!({"model": "text-embedding-3-small", "input": "x"})),
+        };
+        let resp = client().post(format!("{base}{path}")).json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    // Streams still running when the signal arrives must be allowed to end.
+    let mut slow = Vec::new();
+    for _ in 0..SLOW {
+        let resp = client()
+            .post(format!("{base}/v1/chat/completions"))
+            .header("x-mock-chunk-delay-ms", "100")
+            .header("x-mock-words", "8")
+            .json(&chat("gpt-4o-mini", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        slow.push(tokio::spawn(resp.bytes()));
+    }
+    sigterm(&served.child);
+    for s in slow {
+        let text = String::from_utf8(s.await.unwrap().unwrap().to_vec()).unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "stream cut by shutdown: {text}");
+    }
+    let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child)).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let db = rusqlite::Connection::open(dir.path().join("tollgate.db")).unwrap();
+    assert_eq!(trace_count(&db), (QUICK + SLOW) as i64);
+    let errors: i64 = db
+        .query_row("SELECT count(*) FROM traces WHERE error_kind IS NOT NULL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(errors, 0);
+    assert!(!stderr.contains(UPSTREAM_KEY), "the provider key reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_an_existing_database_keeps_and_adds_records() {
+    let mock = MockUpstream::start_with(MockConfig {
+        expect_key: Some(UPSTREAM_KEY.into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &mock);
+    for round in 1..=2 {
+        let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
+        for _ in 0..3 {
+            let resp = client()
+                .post(format!("http://{}/v1/chat/completions", served.addr))
+                .json(&chat("gpt-4o-mini", false))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+        sigterm(&served.child);
+        let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child)).await.unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stderr.contains("applied migrations"), round == 1, "{stderr}");
+        let db = rusqlite::Connection::open(dir.path().join("tollgate.db")).unwrap();
+        assert_eq!(trace_count(&db), 3 * round);
+    }
+}
+
+#[test]
+fn serve_runs_on_embedded_defaults_without_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(&[], dir.path(), &[("TOLLGATE_LISTEN", "127.0.0.1:0")]);
+    assert!(served.addr.starts_with("127.0.0.1:"));
+    let health = reqwest::blocking_get(&format!("http://{}/healthz", served.addr));
+    assert_eq!(health, 200);
+    assert!(dir.path().join("tollgate.db").exists(), "default database ./tollgate.db");
+    sigterm(&served.child);
+    assert_eq!(wait_exit(served.child).0, 0);
+}
+
+/// A tiny blocking GET so the sync test needs no runtime.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async { ::reqwest::get(url).await.unwrap().status().as_u16() })
+    }
+}
+
+/// Runs a command that must exit by itself; a `serve` that would start after
+/// all is stopped by a 20 s timeout and reported as such.
+fn run(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_DB")
+        .env_remove("TOLLGATE_LISTEN")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_newer_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("future.db");
+    {
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        db.execute_batch("CREATE TABLE from_the_future (x); PRAGMA user_version = 999;").unwrap();
+    }
+    let digest = |p: &std::path::Path| blake3::hash(&std::fs::read(p).unwrap());
+    let before = digest(&db_path);
+    for args in [vec!["serve", "--listen", "127.0.0.1:0", "--db", "future.db"], vec!["migrate", "--db", "future.db"]] {
+        let (code, _, stderr) = run(&args, dir.path());
+        assert_eq!(code, 4, "{args:?}: {stderr}");
+        assert!(stderr.contains("schema is version 999, newer than this tollgate supports"), "{stderr}");
+    }
+    assert_eq!(digest(&db_path), before, "the refused database was modified");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.db"), vec![0x42u8; 8192]).unwrap();
+    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--db", "junk.db"], dir.path());
+    assert_eq!(code, 4, "{stderr}");
+    assert!(stderr.contains("junk.db") && stderr.contains("not a database"), "{stderr}");
+}
+
+#[test]
+fn migrate_creates_the_schema_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(&["migrate", "--db", "m.db"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 migration applied"), "{out}");
+    let (code, out, _) = run(&["migrate", "--db", "m.db"], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("0 migrations applied"), "{out}");
+    let db = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+    let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    assert_eq!(trace_count(&db), 0);
+}
+
+#[test]
+fn bad_config_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", "bad.toml"], dir.path());
+    assert_eq!(code, 3);
+    assert!(err.contains("server.listen"), "{err}");
+    std::fs::write(dir.path().join("typo.toml"), "[server]\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    let (code, _, err) = run(&["serve", "--config", "typo.toml"], dir.path());
+    assert_eq!(code, 3);
+    assert!(err.contains("lisen"), "{err}");
+    let (code, out, _) = run(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), format!("tollgate {}", env!("CARGO_PKG_VERSION")));
+}

@@ -278,7 +278,8 @@ async fn anthropic_messages_non_stream_and_stream() {
 
     gw.stop().await;
     let db = gw.db();
-    let rows: Vec<(i64, i64, i64, Option<i64>, Option<i64>, String)> = db
+    type Row = (i64, i64, i64, Option<i64>, Option<i64>, String);
+    let rows: Vec<Row> = db
         .prepare("SELECT stream, input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens, finish_reason FROM traces ORDER BY id")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))

@@ -78,10 +78,11 @@ pub async fn send(
         }
         (None, None) => {}
     }
-    if provider.protocol == Protocol::Anthropic && !headers.contains_key("anthropic-version") {
-        if let Ok(v) = HeaderValue::from_str(&provider.anthropic_version) {
-            headers.insert("anthropic-version", v);
-        }
+    if provider.protocol == Protocol::Anthropic
+        && !headers.contains_key("anthropic-version")
+        && let Ok(v) = HeaderValue::from_str(&provider.anthropic_version)
+    {
+        headers.insert("anthropic-version", v);
     }
     headers.insert(
         header::CONTENT_TYPE,

@@ -67,7 +67,11 @@ fn wait_exit(mut child: Child) -> (i32, String) {
 
 fn write_config(dir: &std::path::Path, mock: &MockUpstream) -> std::path::PathBuf {
     let path = dir.join("tollgate.toml");
-    std::fs::write(&path, config_toml(&mock.base_url(), &dir.join("tollgate.db"), "")).unwrap();
+    std::fs::write(
+        &path,
+        config_toml(&mock.base_url(), &dir.join("tollgate.db"), ""),
+    )
+    .unwrap();
     path
 }
 
@@ -89,9 +93,17 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
         let (path, body) = match i % 3 {
             0 => ("/v1/chat/completions", chat("gpt-4o-mini", i % 2 == 0)),
             1 => ("/v1/messages", message("claude-haiku-4-5", i % 2 == 0)),
-            _ => ("/v1/embeddings", serde_json::json!({"model": "text-embedding-3-small", "input": "x"})),
+            _ => (
+                "/v1/embeddings",
+                serde_json::json!({"model": "text-embedding-3-small", "input": "x"}),
+            ),
         };
-        let resp = client().post(format!("{base}{path}")).json(&body).send().await.unwrap();
+        let resp = client()
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
@@ -112,17 +124,29 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
     sigterm(&served.child);
     for s in slow {
         let text = String::from_utf8(s.await.unwrap().unwrap().to_vec()).unwrap();
-        assert!(text.ends_with("data: [DONE]\n\n"), "stream cut by shutdown: {text}");
+        assert!(
+            text.ends_with("data: [DONE]\n\n"),
+            "stream cut by shutdown: {text}"
+        );
     }
-    let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child)).await.unwrap();
+    let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child))
+        .await
+        .unwrap();
     assert_eq!(code, 0, "{stderr}");
     let db = rusqlite::Connection::open(dir.path().join("tollgate.db")).unwrap();
     assert_eq!(trace_count(&db), (QUICK + SLOW) as i64);
     let errors: i64 = db
-        .query_row("SELECT count(*) FROM traces WHERE error_kind IS NOT NULL", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM traces WHERE error_kind IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(errors, 0);
-    assert!(!stderr.contains(UPSTREAM_KEY), "the provider key reached the log");
+    assert!(
+        !stderr.contains(UPSTREAM_KEY),
+        "the provider key reached the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,9 +170,15 @@ async fn restart_on_an_existing_database_keeps_and_adds_records() {
             assert_eq!(resp.status(), 200);
         }
         sigterm(&served.child);
-        let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child)).await.unwrap();
+        let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child))
+            .await
+            .unwrap();
         assert_eq!(code, 0, "{stderr}");
-        assert_eq!(stderr.contains("applied migrations"), round == 1, "{stderr}");
+        assert_eq!(
+            stderr.contains("applied migrations"),
+            round == 1,
+            "{stderr}"
+        );
         let db = rusqlite::Connection::open(dir.path().join("tollgate.db")).unwrap();
         assert_eq!(trace_count(&db), 3 * round);
     }
@@ -161,7 +191,10 @@ fn serve_runs_on_embedded_defaults_without_a_config_file() {
     assert!(served.addr.starts_with("127.0.0.1:"));
     let health = reqwest::blocking_get(&format!("http://{}/healthz", served.addr));
     assert_eq!(health, 200);
-    assert!(dir.path().join("tollgate.db").exists(), "default database ./tollgate.db");
+    assert!(
+        dir.path().join("tollgate.db").exists(),
+        "default database ./tollgate.db"
+    );
     sigterm(&served.child);
     assert_eq!(wait_exit(served.child).0, 0);
 }
@@ -169,7 +202,10 @@ fn serve_runs_on_embedded_defaults_without_a_config_file() {
 /// A tiny blocking GET so the sync test needs no runtime.
 mod reqwest {
     pub fn blocking_get(url: &str) -> u16 {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async { ::reqwest::get(url).await.unwrap().status().as_u16() })
     }
 }
@@ -200,25 +236,42 @@ fn a_newer_database_is_refused_and_left_untouched() {
     let db_path = dir.path().join("future.db");
     {
         let db = rusqlite::Connection::open(&db_path).unwrap();
-        db.execute_batch("CREATE TABLE from_the_future (x); PRAGMA user_version = 999;").unwrap();
+        db.execute_batch("CREATE TABLE from_the_future (x); PRAGMA user_version = 999;")
+            .unwrap();
     }
     let digest = |p: &std::path::Path| blake3::hash(&std::fs::read(p).unwrap());
     let before = digest(&db_path);
-    for args in [vec!["serve", "--listen", "127.0.0.1:0", "--db", "future.db"], vec!["migrate", "--db", "future.db"]] {
+    for args in [
+        vec!["serve", "--listen", "127.0.0.1:0", "--db", "future.db"],
+        vec!["migrate", "--db", "future.db"],
+    ] {
         let (code, _, stderr) = run(&args, dir.path());
         assert_eq!(code, 4, "{args:?}: {stderr}");
-        assert!(stderr.contains("schema is version 999, newer than this tollgate supports"), "{stderr}");
+        assert!(
+            stderr.contains("schema is version 999, newer than this tollgate supports"),
+            "{stderr}"
+        );
     }
-    assert_eq!(digest(&db_path), before, "the refused database was modified");
+    assert_eq!(
+        digest(&db_path),
+        before,
+        "the refused database was modified"
+    );
 }
 
 #[test]
 fn a_file_that_is_not_a_database_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("junk.db"), vec![0x42u8; 8192]).unwrap();
-    let (code, _, stderr) = run(&["serve", "--listen", "127.0.0.1:0", "--db", "junk.db"], dir.path());
+    let (code, _, stderr) = run(
+        &["serve", "--listen", "127.0.0.1:0", "--db", "junk.db"],
+        dir.path(),
+    );
     assert_eq!(code, 4, "{stderr}");
-    assert!(stderr.contains("junk.db") && stderr.contains("not a database"), "{stderr}");
+    assert!(
+        stderr.contains("junk.db") && stderr.contains("not a database"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -231,7 +284,9 @@ fn migrate_creates_the_schema_and_is_idempotent() {
     assert_eq!(code, 0);
     assert!(out.contains("0 migrations applied"), "{out}");
     let db = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    let mode: String = db.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(trace_count(&db), 0);
 }
@@ -239,15 +294,26 @@ fn migrate_creates_the_schema_and_is_idempotent() {
 #[test]
 fn bad_config_and_version() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bad.toml"), "[server]\nlisten = \"nowhere\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run(&["serve", "--config", "bad.toml"], dir.path());
     assert_eq!(code, 3);
     assert!(err.contains("server.listen"), "{err}");
-    std::fs::write(dir.path().join("typo.toml"), "[server]\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "[server]\nlisen = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
     let (code, _, err) = run(&["serve", "--config", "typo.toml"], dir.path());
     assert_eq!(code, 3);
     assert!(err.contains("lisen"), "{err}");
     let (code, out, _) = run(&["--version"], dir.path());
     assert_eq!(code, 0);
-    assert_eq!(out.trim(), format!("tollgate {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        out.trim(),
+        format!("tollgate {}", env!("CARGO_PKG_VERSION"))
+    );
 }

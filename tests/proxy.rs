@@ -9,28 +9,44 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tollgate_mock_upstream::MockConfig;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_non_stream_resolves_alias_and_swaps_credentials() {
     let mut gw = Gateway::start().await;
     let resp = client()
         .post(gw.url("/v1/chat/completions"))
         .bearer_auth("tg-client-secret-should-not-leak")
-        .header("x-mock-usage", "prompt=120,completion=7,cached=100,reasoning=3")
+        .header(
+            "x-mock-usage",
+            "prompt=120,completion=7,cached=100,reasoning=3",
+        )
         .json(&chat("fast", false))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let request_id = resp.headers()["x-tollgate-request-id"].to_str().unwrap().to_string();
+    let request_id = resp.headers()["x-tollgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(resp.headers()["x-request-id"], "req_mock1");
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["choices"][0]["message"]["content"], "Hello from the mock upstream");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from the mock upstream"
+    );
 
     let upstream = &gw.mock.requests()[0];
     assert_eq!(upstream.path, "/v1/chat/completions");
-    assert_eq!(upstream.header("authorization"), Some(&*format!("Bearer {UPSTREAM_KEY}")));
-    assert!(upstream.headers.iter().all(|(_, v)| !v.contains("tg-client-secret")));
+    assert_eq!(
+        upstream.header("authorization"),
+        Some(&*format!("Bearer {UPSTREAM_KEY}"))
+    );
+    assert!(
+        upstream
+            .headers
+            .iter()
+            .all(|(_, v)| !v.contains("tg-client-secret"))
+    );
     assert_eq!(upstream.json()["model"], "gpt-4o-mini");
     assert_eq!(upstream.json()["messages"][0]["content"], "Say hello");
 
@@ -82,16 +98,26 @@ async fn openai_stream_without_usage_is_costed_and_the_usage_chunk_removed() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     assert_eq!(resp.headers()["x-accel-buffering"], "no");
     let text = read_stream(resp).await;
-    assert!(!text.contains("usage"), "client did not ask for usage: {text}");
+    assert!(
+        !text.contains("usage"),
+        "client did not ask for usage: {text}"
+    );
     let events = data_events(&text);
     assert_eq!(events.last().unwrap(), "[DONE]");
     let content: String = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str::<Value>(e).unwrap())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     assert_eq!(content, "Hello from the mock upstream");
-    assert_eq!(gw.mock.requests()[0].json()["stream_options"]["include_usage"], true);
+    assert_eq!(
+        gw.mock.requests()[0].json()["stream_options"]["include_usage"],
+        true
+    );
 
     gw.stop().await;
     let t = last_trace(&gw.db());
@@ -125,7 +151,12 @@ async fn streams_the_client_asked_usage_for_are_byte_faithful() {
     let mut body = chat("gpt-4o-mini", true);
     body["stream_options"] = json!({"include_usage": true});
     let via = read_stream(
-        client().post(gw.url("/v1/chat/completions")).json(&body).send().await.unwrap(),
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     let direct = read_stream(
@@ -142,7 +173,12 @@ async fn streams_the_client_asked_usage_for_are_byte_faithful() {
     assert_eq!(without_ids(&via), without_ids(&direct));
 
     let via = read_stream(
-        client().post(gw.url("/v1/messages")).json(&message("claude-haiku-4-5", true)).send().await.unwrap(),
+        client()
+            .post(gw.url("/v1/messages"))
+            .json(&message("claude-haiku-4-5", true))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     let direct = read_stream(
@@ -189,7 +225,10 @@ async fn streaming_is_incremental() {
         // deliver them in one burst at the end.
         assert!(arrivals.len() >= 6, "{path}: {} chunks", arrivals.len());
         let spread = *arrivals.last().unwrap() - arrivals[0];
-        assert!(spread >= Duration::from_millis(900), "{path}: chunks arrived within {spread:?}");
+        assert!(
+            spread >= Duration::from_millis(900),
+            "{path}: chunks arrived within {spread:?}"
+        );
     }
     gw.stop().await;
     let db = gw.db();
@@ -202,7 +241,10 @@ async fn streaming_is_incremental() {
         .collect();
     assert_eq!(ttfb.len(), 2);
     for (first, total) in ttfb {
-        assert!(total - first >= 900_000, "first byte {first} µs, total {total} µs");
+        assert!(
+            total - first >= 900_000,
+            "first byte {first} µs, total {total} µs"
+        );
     }
 }
 
@@ -219,10 +261,30 @@ async fn embeddings_and_models() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["data"].as_array().unwrap().len(), 2);
 
-    let models: Value = client().get(gw.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let models: Value = client()
+        .get(gw.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(models["object"], "list");
-    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["gpt-4o-mini", "text-embedding-3-small", "claude-haiku-4-5", "fast"]);
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "gpt-4o-mini",
+            "text-embedding-3-small",
+            "claude-haiku-4-5",
+            "fast"
+        ]
+    );
     let anthropic: Value = client()
         .get(gw.url("/v1/models"))
         .header("anthropic-version", "2023-06-01")
@@ -240,7 +302,11 @@ async fn embeddings_and_models() {
     assert_eq!(t["endpoint"], "/v1/embeddings");
     assert_eq!(t["input_tokens"], 6);
     assert_eq!(t["output_tokens"], Value::Null);
-    assert_eq!(trace_count(&gw.db()), 1, "/v1/models is answered locally and not traced");
+    assert_eq!(
+        trace_count(&gw.db()),
+        1,
+        "/v1/models is answered locally and not traced"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,7 +315,10 @@ async fn anthropic_messages_non_stream_and_stream() {
     let resp = client()
         .post(gw.url("/v1/messages"))
         .header("x-api-key", "tg-client-secret")
-        .header("x-mock-usage", "prompt=10,cached=1000,cache_write=200,completion=9")
+        .header(
+            "x-mock-usage",
+            "prompt=10,cached=1000,cache_write=200,completion=9",
+        )
         .json(&message("claude-haiku-4-5", false))
         .send()
         .await
@@ -325,7 +394,10 @@ async fn upstream_errors_pass_through_unchanged() {
             assert_eq!(via.headers()["retry-after"], "1");
         }
         let strip = |s: String| s.split("req_mock").next().unwrap().to_string();
-        assert_eq!(strip(via.text().await.unwrap()), strip(direct.text().await.unwrap()));
+        assert_eq!(
+            strip(via.text().await.unwrap()),
+            strip(direct.text().await.unwrap())
+        );
     }
     gw.stop().await;
     let kinds: Vec<(i64, String)> = gw
@@ -337,8 +409,14 @@ async fn upstream_errors_pass_through_unchanged() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(kinds.len(), 4);
-    assert!(kinds.iter().all(|(_, k)| k == "upstream_error_status"), "{kinds:?}");
-    assert_eq!(kinds.iter().map(|k| k.0).collect::<Vec<_>>(), vec![429, 500, 429, 529]);
+    assert!(
+        kinds.iter().all(|(_, k)| k == "upstream_error_status"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().map(|k| k.0).collect::<Vec<_>>(),
+        vec![429, 500, 429, 529]
+    );
 }
 
 async fn error_of(resp: reqwest::Response) -> (u16, Value) {
@@ -357,7 +435,12 @@ async fn tollgate_errors_come_in_the_clients_protocol_shape() {
             .body(body.to_string())
             .send()
     };
-    let (status, e) = error_of(post("/v1/chat/completions", "{\"model\": \"gpt-4o-mini\", ").await.unwrap()).await;
+    let (status, e) = error_of(
+        post("/v1/chat/completions", "{\"model\": \"gpt-4o-mini\", ")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(e["error"]["type"], "invalid_request_error");
     assert!(e["error"]["message"].as_str().unwrap().contains("JSON"));
@@ -367,26 +450,73 @@ async fn tollgate_errors_come_in_the_clients_protocol_shape() {
     assert_eq!(e["type"], "error");
     assert_eq!(e["error"]["type"], "invalid_request_error");
 
-    let (status, e) = error_of(post("/v1/chat/completions", "{\"messages\":[]}").await.unwrap()).await;
-    assert_eq!((status, e["error"]["message"].as_str().unwrap()), (400, "You must provide a model parameter."));
+    let (status, e) = error_of(
+        post("/v1/chat/completions", "{\"messages\":[]}")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["message"].as_str().unwrap()),
+        (400, "You must provide a model parameter.")
+    );
 
-    let (status, e) = error_of(post("/v1/chat/completions", "{\"model\":\"gpt-7\"}").await.unwrap()).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (404, Some("model_not_found")));
-    let (status, e) = error_of(post("/v1/messages", "{\"model\":\"claude-9\"}").await.unwrap()).await;
-    assert_eq!((status, e["error"]["type"].as_str()), (404, Some("not_found_error")));
+    let (status, e) = error_of(
+        post("/v1/chat/completions", "{\"model\":\"gpt-7\"}")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
+    let (status, e) = error_of(
+        post("/v1/messages", "{\"model\":\"claude-9\"}")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["type"].as_str()),
+        (404, Some("not_found_error"))
+    );
 
-    let (status, e) = error_of(post("/v1/chat/completions", "{\"model\":\"claude-haiku-4-5\"}").await.unwrap()).await;
+    let (status, e) = error_of(
+        post("/v1/chat/completions", "{\"model\":\"claude-haiku-4-5\"}")
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, 400);
-    assert!(e["error"]["message"].as_str().unwrap().contains("/v1/messages"));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/messages")
+    );
 
-    let big = format!("{{\"model\":\"gpt-4o-mini\",\"x\":\"{}\"}}", "a".repeat(3000));
+    let big = format!(
+        "{{\"model\":\"gpt-4o-mini\",\"x\":\"{}\"}}",
+        "a".repeat(3000)
+    );
     let (status, e) = error_of(post("/v1/chat/completions", &big).await.unwrap()).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (413, Some("request_too_large")));
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (413, Some("request_too_large"))
+    );
 
     let (status, e) = error_of(client().get(gw.url("/v1/nothing")).send().await.unwrap()).await;
-    assert_eq!((status, e["error"]["code"].as_str()), (404, Some("unknown_url")));
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (404, Some("unknown_url"))
+    );
 
-    assert_eq!(gw.mock.request_count(), 0, "nothing invalid reaches the upstream");
+    assert_eq!(
+        gw.mock.request_count(),
+        0,
+        "nothing invalid reaches the upstream"
+    );
     gw.stop().await;
     let kinds: Vec<String> = gw
         .db()
@@ -398,7 +528,15 @@ async fn tollgate_errors_come_in_the_clients_protocol_shape() {
         .collect();
     assert_eq!(
         kinds,
-        vec!["invalid_request", "invalid_request", "invalid_request", "unknown_model", "unknown_model", "wrong_protocol", "body_too_large"]
+        vec![
+            "invalid_request",
+            "invalid_request",
+            "invalid_request",
+            "unknown_model",
+            "unknown_model",
+            "wrong_protocol",
+            "body_too_large"
+        ]
     );
 }
 
@@ -411,15 +549,31 @@ async fn upstream_down_is_a_502_in_shape() {
     let mock = tollgate_mock_upstream::MockUpstream::start().await;
     let mut gw = Gateway::start_on(mock, &format!("http://127.0.0.1:{port}/v1"), "").await;
     let (status, e) = error_of(
-        client().post(gw.url("/v1/chat/completions")).json(&chat("gpt-4o-mini", true)).send().await.unwrap(),
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat("gpt-4o-mini", true))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((status, e["error"]["code"].as_str()), (502, Some("upstream_unreachable")));
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (502, Some("upstream_unreachable"))
+    );
     let (status, e) = error_of(
-        client().post(gw.url("/v1/messages")).json(&message("claude-haiku-4-5", false)).send().await.unwrap(),
+        client()
+            .post(gw.url("/v1/messages"))
+            .json(&message("claude-haiku-4-5", false))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
-    assert_eq!((status, e["error"]["type"].as_str()), (502, Some("api_error")));
+    assert_eq!(
+        (status, e["error"]["type"].as_str()),
+        (502, Some("api_error"))
+    );
     gw.stop().await;
     assert_eq!(last_trace(&gw.db())["error_kind"], "upstream_unreachable");
 }
@@ -441,7 +595,10 @@ async fn slow_upstream_times_out_with_504() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, e["error"]["code"].as_str()), (504, Some("upstream_timeout")));
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (504, Some("upstream_timeout"))
+    );
     gw.stop().await;
     assert_eq!(last_trace(&gw.db())["error_kind"], "upstream_timeout");
 }
@@ -462,7 +619,9 @@ async fn client_disconnect_mid_stream_cancels_upstream_and_is_traced() {
     assert!(first.starts_with(b"data: "));
     drop(stream);
     assert!(
-        gw.mock.wait_cancelled_streams(1, Duration::from_secs(5)).await,
+        gw.mock
+            .wait_cancelled_streams(1, Duration::from_secs(5))
+            .await,
         "the upstream stream was not cancelled"
     );
     assert_eq!(gw.wait_traces(1).await, 1);
@@ -502,7 +661,10 @@ async fn upstream_breaking_mid_stream_ends_the_clients_stream_with_an_error() {
     )
     .await;
     assert!(text.ends_with("\n\n"));
-    assert!(text.contains("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""), "{text}");
+    assert!(
+        text.contains("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\""),
+        "{text}"
+    );
 
     gw.stop().await;
     let kinds: Vec<(String, Option<i64>)> = gw
@@ -514,7 +676,11 @@ async fn upstream_breaking_mid_stream_ends_the_clients_stream_with_an_error() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(kinds[0].0, "upstream_stream_broken");
-    assert_eq!(kinds[1], ("upstream_stream_broken".to_string(), Some(11)), "usage seen before the break is kept");
+    assert_eq!(
+        kinds[1],
+        ("upstream_stream_broken".to_string(), Some(11)),
+        "usage seen before the break is kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,25 +694,46 @@ async fn missing_provider_key_is_a_clear_server_error() {
     )
     .await;
     let (status, e) = error_of(
-        client().post(gw.url("/v1/chat/completions")).json(&chat("keyless", false)).send().await.unwrap(),
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat("keyless", false))
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(status, 500);
-    assert!(e["error"]["message"].as_str().unwrap().contains("TOLLGATE_TEST_UNSET_KEY"));
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("TOLLGATE_TEST_UNSET_KEY")
+    );
     gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_bodies_keeps_request_and_response() {
-    let mut gw = Gateway::start_with(MockConfig::default(), "[traces]\nstore_bodies = true\n").await;
-    let resp = client().post(gw.url("/v1/chat/completions")).json(&chat("gpt-4o-mini", false)).send().await.unwrap();
+    let mut gw =
+        Gateway::start_with(MockConfig::default(), "[traces]\nstore_bodies = true\n").await;
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
     let body = resp.bytes().await.unwrap();
     gw.stop().await;
     let (req, res): (Vec<u8>, Vec<u8>) = gw
         .db()
-        .query_row("SELECT request_body, response_body FROM traces", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT request_body, response_body FROM traces", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&req).unwrap(), chat("gpt-4o-mini", false));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&req).unwrap(),
+        chat("gpt-4o-mini", false)
+    );
     assert_eq!(res, body.to_vec());
 }
 
@@ -556,12 +743,29 @@ async fn health_and_metrics() {
     let health = client().get(gw.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     for _ in 0..3 {
-        client().post(gw.url("/v1/chat/completions")).json(&chat("gpt-4o-mini", false)).send().await.unwrap();
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat("gpt-4o-mini", false))
+            .send()
+            .await
+            .unwrap();
     }
     assert_eq!(gw.wait_traces(3).await, 3);
-    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("tollgate_writer_records_committed_total 3"), "{metrics}");
-    assert!(metrics.contains("tollgate_writer_queue_depth 0"), "{metrics}");
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_writer_records_committed_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tollgate_writer_queue_depth 0"),
+        "{metrics}"
+    );
     gw.stop().await;
 }
-

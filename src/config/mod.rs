@@ -136,7 +136,10 @@ mod tests {
     fn the_documented_config_toml_is_exactly_the_embedded_defaults() {
         let text = include_str!("../../config.toml");
         let documented = FileConfig::parse(text).unwrap().validate().unwrap();
-        assert_eq!(format!("{documented:?}"), format!("{:?}", Config::defaults()));
+        assert_eq!(
+            format!("{documented:?}"),
+            format!("{:?}", Config::defaults())
+        );
     }
 
     #[test]
@@ -150,10 +153,20 @@ mod tests {
         assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(cfg.store.path, PathBuf::from("/tmp/x.db"));
 
-        let bad = FileConfig::parse("[aliases]\nfast = \"nowhere/m\"\n").unwrap().validate();
+        let bad = FileConfig::parse("[aliases]\nfast = \"nowhere/m\"\n")
+            .unwrap()
+            .validate();
         assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.fast"));
-        let bad = FileConfig::parse("[writer]\nbatch_max = 0\n").unwrap().validate();
-        assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "writer.batch_max"));
-        assert!(FileConfig::parse("[store]\npaht = \"x\"\n").unwrap_err().contains("paht"));
+        let bad = FileConfig::parse("[writer]\nbatch_max = 0\n")
+            .unwrap()
+            .validate();
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "writer.batch_max")
+        );
+        assert!(
+            FileConfig::parse("[store]\npaht = \"x\"\n")
+                .unwrap_err()
+                .contains("paht")
+        );
     }
 }

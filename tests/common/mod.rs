@@ -26,7 +26,11 @@ pub struct Gateway {
 /// `extra` is whole TOML sections (or `server.`-less keys of `[server]` when
 /// it starts with `max_`).
 pub fn config_toml(base_url: &str, db: &std::path::Path, extra: &str) -> String {
-    let (server_extra, extra) = if extra.starts_with("max_") { (extra, "") } else { ("", extra) };
+    let (server_extra, extra) = if extra.starts_with("max_") {
+        (extra, "")
+    } else {
+        ("", extra)
+    };
     format!(
         r#"
 [server]

@@ -10,6 +10,7 @@ CREATE TABLE traces (
     model_resolved              TEXT,
     stream                      INTEGER NOT NULL CHECK (stream IN (0, 1)),
     status                      INTEGER NOT NULL,      -- HTTP status sent to the client
+    upstream_status             INTEGER,               -- HTTP status the upstream answered (NULL: no answer)
     error_kind                  TEXT,                  -- NULL on success
     error_message               TEXT,
     finish_reason               TEXT,

@@ -7,10 +7,16 @@
 //! 3. drop the last handles to the writer's queue, which closes it;
 //! 4. join the writer once it has committed everything queued.
 
+use crate::audit::Checkpointer;
+use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
+use crate::ledger::PriceBook;
+use crate::ledger::prices::PriceTable;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, Router};
+use crate::store::audit_sql;
 use crate::store::{self, OpenMode, ReadPool, StoreError, Writer, WriterHandle};
+use crate::store::{AdminEntry, Books};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -18,6 +24,7 @@ use tokio::net::TcpListener;
 /// Everything a request handler needs, shared by all connections.
 pub struct AppState {
     pub config: Config,
+    pub prices: PriceBook,
     pub router: Router,
     pub client: reqwest::Client,
     pub writer: WriterHandle,
@@ -33,6 +40,12 @@ pub enum StartError {
     Writer(std::io::Error),
     #[error("cannot build the HTTP client: {0}")]
     Client(reqwest::Error),
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::KeyError),
+    #[error("{0}")]
+    AuditKeyMismatch(String),
+    #[error("price table: {0}")]
+    Prices(#[from] crate::ledger::prices::PriceError),
 }
 
 /// A gateway whose store is open and migrated, ready to serve.
@@ -48,8 +61,21 @@ impl App {
         if !applied.is_empty() {
             tracing::info!(versions = ?applied, path = %config.store.path.display(), "applied migrations");
         }
+        let key = crate::audit::load_key(config.audit.key_file.as_deref(), env)?;
+        check_audit_key(&conn, &key, &config)?;
+        let prices = PriceBook::new(PriceTable::builtin().with_overrides(&config.prices)?);
+        let books = Books {
+            prices: prices.clone(),
+            key,
+            checkpoints: Checkpointer::new(
+                config.checkpoint_path(),
+                config.audit.checkpoint_every_entries,
+                config.audit.checkpoint_interval,
+            ),
+            store_bodies: config.store_bodies,
+        };
         let (writer, handle) =
-            Writer::start(conn, &config.writer, config.store_bodies).map_err(StartError::Writer)?;
+            Writer::start(conn, &config.writer, books).map_err(StartError::Writer)?;
         let client = reqwest::Client::builder()
             .connect_timeout(config.upstream.connect_timeout)
             .pool_idle_timeout(config.upstream.pool_idle_timeout)
@@ -73,6 +99,7 @@ impl App {
         let reads = ReadPool::new(&config.store);
         let state = Arc::new(AppState {
             config,
+            prices,
             router,
             client,
             writer: handle,
@@ -99,6 +126,75 @@ impl App {
         }
         tracing::info!("shutdown complete");
     }
+}
+
+/// A ledger is chained with one key (or none) for life: starting with another
+/// would make it unverifiable, so that is refused before anything is written.
+fn check_audit_key(
+    conn: &rusqlite::Connection,
+    key: &ChainKey,
+    config: &Config,
+) -> Result<(), StartError> {
+    let db = config.store.path.display();
+    let stored = audit_sql::key_id(conn).map_err(StoreError::from)?;
+    let entries = audit_sql::entry_count(conn).map_err(StoreError::from)?;
+    let configured = key.key_id();
+    if entries == 0 {
+        audit_sql::set_key_id(conn, configured.as_deref()).map_err(StoreError::from)?;
+    } else if stored != configured {
+        return Err(StartError::AuditKeyMismatch(match (stored, configured) {
+            (Some(s), None) => format!(
+                "the audit ledger in {db} is keyed (key id {s}) but no audit key is configured: \
+                 set TOLLGATE_AUDIT_KEY or audit.key_file"
+            ),
+            (None, Some(_)) => format!(
+                "the audit ledger in {db} is not keyed, but an audit key is configured; a \
+                 ledger's key cannot change: unset the key or use a new database"
+            ),
+            (Some(s), Some(c)) => format!(
+                "the configured audit key (key id {c}) is not the one the ledger in {db} was \
+                 written with (key id {s})"
+            ),
+            (None, None) => unreachable!("equal"),
+        }));
+    }
+    if configured.is_none() {
+        tracing::warn!(
+            "no audit key configured (TOLLGATE_AUDIT_KEY or audit.key_file): the audit chain is \
+             unkeyed, so anyone who can write the database could recompute it; rely on the \
+             checkpoint file, or configure a key for a new database"
+        );
+    }
+    Ok(())
+}
+
+/// Re-reads the price overrides from `path` and puts them in force; an
+/// audit entry records the change. Errors leave the old table in force.
+pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<usize, String> {
+    let file = crate::config::FileConfig::read(path).map_err(|e| e.to_string())?;
+    let table = PriceTable::builtin()
+        .with_overrides(&file.prices)
+        .map_err(|e| e.to_string())?;
+    let priced = table.len();
+    let detail = serde_json::json!({
+        "overrides": file.prices.iter().map(|(k, v)| (k.clone(), serde_json::json!({
+            "input": v.input, "output": v.output,
+            "cached_input": v.cached_input, "cache_write": v.cache_write,
+        }))).collect::<serde_json::Map<_, _>>(),
+        "models_priced": priced,
+    });
+    state.prices.replace(table);
+    state
+        .writer
+        .audit(AdminEntry {
+            actor: "system".into(),
+            action: "prices.reload".into(),
+            subject: format!("config:{}", path.display()),
+            detail: detail.to_string(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(priced)
 }
 
 /// Opens the store and serves until `shutdown`: what `tollgate serve` does.

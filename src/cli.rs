@@ -20,6 +20,59 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create the database or bring its schema up to date, then exit.
     Migrate(DbArgs),
+    /// Reports over the recorded requests.
+    #[command(subcommand)]
+    Report(ReportCommand),
+    /// The audit ledger.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Requests, tokens and exact costs, grouped. Reads only; works on a copy
+    /// of the database or while `serve` runs.
+    Costs(CostsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CostsArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// First day included: `7d` (the last 7 days, today included) or YYYY-MM-DD.
+    #[arg(long, default_value = "30d")]
+    pub since: String,
+    /// Last day included, YYYY-MM-DD (default: today, UTC).
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(long, value_enum, default_value = "day")]
+    pub by: crate::store::report_sql::GroupBy,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::ledger::report::Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole chain, offline; exit 0 only when everything holds.
+    Verify(VerifyArgs),
+    /// Print the chain head as SEQ:HASH, to publish elsewhere.
+    Head(DbArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// File holding the audit key (64 hex characters). Without it:
+    /// $TOLLGATE_AUDIT_KEY, then audit.key_file from the config.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// A checkpoint file written by `serve` (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub checkpoints: Vec<PathBuf>,
+    /// A head published earlier, SEQ:HASH (repeatable).
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub anchor: Vec<String>,
 }
 
 #[derive(Debug, Args)]

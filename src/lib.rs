@@ -4,8 +4,10 @@
 //! calls into [`app`]; tests call [`app::run`] or [`app::App`] the same way.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod ledger;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

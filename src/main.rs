@@ -3,7 +3,9 @@
 
 use clap::Parser;
 use std::process::ExitCode;
-use tollgate::cli::{Cli, Command, DbArgs, ServeArgs};
+use tollgate::cli::{
+    AuditCommand, Cli, Command, CostsArgs, DbArgs, ReportCommand, ServeArgs, VerifyArgs,
+};
 use tollgate::config::{Config, ConfigError, ProcessEnv};
 use tollgate::{App, store};
 
@@ -17,6 +19,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Migrate(args) => migrate(args),
+        Command::Report(ReportCommand::Costs(args)) => report_costs(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
+        Command::Audit(AuditCommand::Head(args)) => audit_head(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +66,10 @@ fn load(
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("TOLLGATE_CONFIG").map(Into::into));
     let config = load(args.config.as_deref(), args.listen, args.db)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,7 +87,9 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| (EXIT_LISTEN, e.to_string()))?;
         tracing::info!(%addr, db = %db.display(), "tollgate ready");
         println!("listening on http://{addr}");
+        let reload = tokio::spawn(reload_on_sighup(app.state().clone(), config_path));
         app.serve(listener, shutdown_signal()).await;
+        reload.abort();
         Ok(())
     })
 }
@@ -103,6 +114,117 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutdown signal received");
+}
+
+/// SIGHUP re-reads the price overrides from the config file.
+async fn reload_on_sighup(
+    state: std::sync::Arc<tollgate::app::AppState>,
+    path: Option<std::path::PathBuf>,
+) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!("SIGHUP: there is no config file to reload (start with --config)");
+                continue;
+            };
+            match tollgate::app::reload_prices(&state, path).await {
+                Ok(n) => tracing::info!(models = n, file = %path.display(), "prices reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "prices not reloaded; the old table stays in force")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (state, path);
+}
+
+/// Opens an existing database for reading only (never creates one).
+fn open_existing(args: &DbArgs) -> Result<rusqlite::Connection, Failure> {
+    let config = load(args.config.as_deref(), None, args.db.clone())?;
+    if !config.store.path.exists() {
+        return Err((
+            EXIT_DATABASE,
+            format!("no database at {}", config.store.path.display()),
+        ));
+    }
+    store::open(&config.store, store::OpenMode::ReadOnly)
+        .map_err(|e| (EXIT_DATABASE, e.to_string()))
+}
+
+fn report_costs(args: CostsArgs) -> Result<(), Failure> {
+    use tollgate::ledger::report;
+    let conn = open_existing(&args.db)?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let since = report::parse_since(&args.since, today).map_err(|e| (2, e))?;
+    let until = match &args.until {
+        Some(u) => {
+            report::format_day(report::parse_day(u).map_err(|e| (2, format!("--until {e}")))?)
+        }
+        None => report::format_day(today),
+    };
+    let rows = store::report_sql::cost_report(&conn, args.by, &since, &until)
+        .map_err(|e| (EXIT_DATABASE, format!("cannot read the cost rollups: {e}")))?;
+    let out = report::render(args.format, args.by, &since, &until, &rows).map_err(|e| (1, e))?;
+    print!("{out}");
+    Ok(())
+}
+
+fn audit_verify(args: VerifyArgs) -> Result<(), Failure> {
+    use tollgate::audit::{self, checkpoint};
+    let config = load(args.db.config.as_deref(), None, args.db.db.clone())?;
+    // An explicit --key-file wins over $TOLLGATE_AUDIT_KEY, which wins over the config.
+    let no_env = |_: &str| None;
+    let key = match &args.key_file {
+        Some(file) => audit::load_key(Some(file), &no_env),
+        None => audit::load_key(config.audit.key_file.as_deref(), &ProcessEnv),
+    }
+    .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let mut anchors = Vec::new();
+    for a in &args.anchor {
+        anchors.push(
+            a.parse()
+                .map_err(|_| (2, format!("--anchor {a:?}: expected SEQ:HASH (64 hex)")))?,
+        );
+    }
+    for file in &args.checkpoints {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| (EXIT_CONFIG, format!("cannot read {}: {e}", file.display())))?;
+        let parsed = checkpoint::parse_file(&text)
+            .map_err(|e| (EXIT_CONFIG, format!("{}: {e}", file.display())))?;
+        anchors.extend(parsed.into_iter().map(|(a, _)| a));
+    }
+    let conn = open_existing(&args.db)?;
+    match audit::verify_database(&conn, key, anchors) {
+        Ok(v) => {
+            match v.head {
+                Some(head) => println!("ok: {} entries checked, head {head}", v.entries),
+                None => println!("ok: 0 entries checked (empty ledger)"),
+            }
+            Ok(())
+        }
+        Err(audit::VerifyError::Failed(f)) => {
+            println!("FAILED at seq {}: {:?}: {}", f.seq, f.kind, f.message);
+            Err((1, "audit verification failed".into()))
+        }
+        Err(e) => Err((EXIT_DATABASE, e.to_string())),
+    }
+}
+
+fn audit_head(args: DbArgs) -> Result<(), Failure> {
+    let conn = open_existing(&args)?;
+    match store::audit_sql::head(&conn).map_err(|e| (EXIT_DATABASE, e.to_string()))? {
+        Some((seq, hash)) => {
+            println!("{}", tollgate::audit::checkpoint::Anchor { seq, hash });
+            Ok(())
+        }
+        None => Err((1, "the audit ledger is empty".into())),
+    }
 }
 
 fn migrate(args: DbArgs) -> Result<(), Failure> {

@@ -78,6 +78,18 @@ pub fn render(state: &AppState) -> Response<Body> {
         "Requests that waited for room in the writer queue.",
         get(&w.backpressure_waits),
     );
+    line(
+        "tollgate_unknown_price_requests_total",
+        "counter",
+        "Requests recorded with an unknown cost because their model has no price.",
+        get(&w.unknown_price_requests),
+    );
+    line(
+        "tollgate_audit_head_seq",
+        "gauge",
+        "Sequence number of the last committed audit entry.",
+        get(&w.audit_head_seq),
+    );
     let mut resp = Response::new(full(out));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -73,6 +73,10 @@ pub struct Trace {
     pub model_resolved: Option<String>,
     pub stream: bool,
     pub status: u16,
+    pub upstream_status: Option<u16>,
+    /// The request was sent upstream (it may have been billed even without
+    /// an answer).
+    pub upstream_attempted: bool,
     pub error_kind: Option<ErrorKind>,
     pub error_message: Option<String>,
     pub finish_reason: Option<String>,
@@ -100,6 +104,8 @@ impl Trace {
             model_resolved: None,
             stream: false,
             status: 0,
+            upstream_status: None,
+            upstream_attempted: false,
             error_kind: None,
             error_message: None,
             finish_reason: None,

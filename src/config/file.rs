@@ -2,9 +2,10 @@
 //! embedded defaults, and its validation into [`Config`].
 
 use super::{
-    Config, ConfigError, Protocol, ProviderConfig, StoreConfig, UpstreamConfig, WriterConfig,
-    invalid,
+    AuditConfig, Config, ConfigError, Protocol, ProviderConfig, StoreConfig, UpstreamConfig,
+    WriterConfig, invalid,
 };
+use crate::ledger::prices::PriceSpec;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,8 +21,10 @@ pub struct FileConfig {
     pub writer: WriterSection,
     pub upstream: UpstreamSection,
     pub traces: TracesSection,
+    pub audit: AuditSection,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, String>,
+    pub prices: BTreeMap<String, PriceSpec>,
 }
 
 impl Default for FileConfig {
@@ -32,8 +35,10 @@ impl Default for FileConfig {
             writer: WriterSection::default(),
             upstream: UpstreamSection::default(),
             traces: TracesSection::default(),
+            audit: AuditSection::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
+            prices: BTreeMap::new(),
         }
     }
 }
@@ -124,6 +129,26 @@ impl Default for UpstreamSection {
 #[serde(default, deny_unknown_fields)]
 pub struct TracesSection {
     pub store_bodies: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSection {
+    pub key_file: PathBuf,
+    pub checkpoint_file: PathBuf,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            key_file: PathBuf::new(),
+            checkpoint_file: PathBuf::new(),
+            checkpoint_every_entries: 10_000,
+            checkpoint_interval_secs: 300,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -238,7 +263,12 @@ impl FileConfig {
             }
         }
 
+        crate::ledger::prices::PriceTable::builtin()
+            .with_overrides(&self.prices)
+            .map_err(|e| invalid("[prices]", e.to_string()))?;
+
         let ms = Duration::from_millis;
+        let non_empty = |p: PathBuf| (!p.as_os_str().is_empty()).then_some(p);
         Ok(Config {
             listen,
             max_body_bytes: self.server.max_body_bytes as usize,
@@ -264,8 +294,15 @@ impl FileConfig {
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host as usize,
             },
             store_bodies: self.traces.store_bodies,
+            audit: AuditConfig {
+                key_file: non_empty(self.audit.key_file),
+                checkpoint_file: non_empty(self.audit.checkpoint_file),
+                checkpoint_every_entries: self.audit.checkpoint_every_entries,
+                checkpoint_interval: Duration::from_secs(self.audit.checkpoint_interval_secs),
+            },
             providers,
             aliases: self.aliases,
+            prices: self.prices,
         })
     }
 }

@@ -65,8 +65,30 @@ pub struct Config {
     pub writer: WriterConfig,
     pub upstream: UpstreamConfig,
     pub store_bodies: bool,
+    pub audit: AuditConfig,
     pub providers: Vec<ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
+    /// Price overrides by `provider/model`, checked to parse.
+    pub prices: BTreeMap<String, crate::ledger::prices::PriceSpec>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub key_file: Option<PathBuf>,
+    /// `None`: the database path with `.checkpoints` appended.
+    pub checkpoint_file: Option<PathBuf>,
+    pub checkpoint_every_entries: u64,
+    pub checkpoint_interval: Duration,
+}
+
+impl Config {
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.audit.checkpoint_file.clone().unwrap_or_else(|| {
+            let mut p = self.store.path.clone().into_os_string();
+            p.push(".checkpoints");
+            PathBuf::from(p)
+        })
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -89,3 +89,15 @@ pub const ANTHROPIC_MODELS: &[&str] = &[
     "claude-3-5-haiku-latest",
     "claude-3-5-haiku-20241022",
 ];
+
+#[cfg(test)]
+mod tests {
+    use crate::ledger::prices::PriceTable;
+
+    #[test]
+    fn every_priced_model_is_routable_by_bare_name() {
+        let table = PriceTable::builtin();
+        assert_eq!(table.models("openai"), super::OPENAI_MODELS);
+        assert_eq!(table.models("anthropic"), super::ANTHROPIC_MODELS);
+    }
+}

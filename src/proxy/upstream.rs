@@ -91,6 +91,7 @@ pub async fn send(
 
     let url = provider.url(prepared.endpoint.upstream_path());
     let sent_at = Instant::now();
+    trace.upstream_attempted = true;
     let request = state.client.post(url).headers(headers).body(prepared.body);
     let response = match tokio::time::timeout(
         state.config.upstream.first_byte_timeout,
@@ -103,12 +104,16 @@ pub async fn send(
             return Err(ProxyError::UpstreamTimeout(provider.name.clone()));
         }
         Ok(Err(e)) => {
+            if e.is_connect() {
+                trace.upstream_attempted = false;
+            }
             tracing::warn!(provider = %provider.name, error = %e, "upstream request failed");
             return Err(ProxyError::UpstreamUnreachable(provider.name.clone()));
         }
         Ok(Ok(response)) => response,
     };
     trace.status = response.status().as_u16();
+    trace.upstream_status = Some(trace.status);
     trace.upstream_request_id = response
         .headers()
         .get("x-request-id")

@@ -6,11 +6,18 @@
 use rusqlite::Connection;
 
 /// `(version, file name, sql)`, in order; versions are 1, 2, 3…
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "0001_traces.sql",
-    include_str!("../../migrations/0001_traces.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "0001_traces.sql",
+        include_str!("../../migrations/0001_traces.sql"),
+    ),
+    (
+        2,
+        "0002_ledger.sql",
+        include_str!("../../migrations/0002_ledger.sql"),
+    ),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

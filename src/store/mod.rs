@@ -5,16 +5,20 @@
 //! connections ([`reader`]). Everything else reaches the database through the
 //! handles defined here, so that another backend can replace this module.
 
+pub mod audit_sql;
 mod connection;
+pub mod cost_sql;
 mod migrate;
 mod reader;
-mod trace_sql;
+pub mod report_sql;
+mod rollup_sql;
+pub mod trace_sql;
 mod writer;
 
 pub use connection::{OpenMode, open};
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use reader::ReadPool;
-pub use writer::{Slot, WriteOp, Writer, WriterHandle, WriterStats};
+pub use writer::{AdminEntry, Books, Slot, WriteOp, Writer, WriterHandle, WriterStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -29,4 +33,44 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("the store is shutting down")]
     Closed,
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// `INSERT INTO table (columns…) VALUES (?1…)`.
+fn insert_sql(table: &str, columns: &[&str]) -> String {
+    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit digest covers rows by their column lists; those must be
+    /// the tables' real columns, in order.
+    #[test]
+    fn column_lists_match_the_schema() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        for (table, columns) in [
+            ("traces", &trace_sql::COLUMNS[..]),
+            ("costs", &cost_sql::COLUMNS[..]),
+        ] {
+            let actual: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+                ))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(actual, columns, "{table}");
+        }
+    }
 }

@@ -8,11 +8,15 @@
 //! record is never dropped, not even from a `Drop` impl. The thread runs
 //! until every sender and reserved slot is gone and the channel is empty.
 
-use super::StoreError;
-use super::trace_sql;
+use super::audit_sql::{self, Head};
+use super::rollup_sql::Rollup;
+use super::{StoreError, cost_sql, trace_sql};
+use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;
-use crate::trace::Trace;
+use crate::ledger::{CostRecord, CostStatus, PriceBook};
+use crate::trace::{Trace, now_ms};
 use rusqlite::{Connection, ErrorCode};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,8 +24,31 @@ use tokio::sync::{mpsc, oneshot};
 
 pub enum WriteOp {
     Trace(Box<Trace>),
+    /// An administrative audit entry; answered with its place in the chain.
+    Audit(
+        Box<AdminEntry>,
+        Option<oneshot::Sender<Result<Head, String>>>,
+    ),
     /// Commit everything queued before this, then answer.
     Flush(oneshot::Sender<()>),
+}
+
+/// An administrative change, as recorded in the ledger. `detail` (JSON) is
+/// stored with the entry and covered by its digest.
+#[derive(Clone, Debug)]
+pub struct AdminEntry {
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+}
+
+/// What the writer needs to keep the books.
+pub struct Books {
+    pub prices: PriceBook,
+    pub key: ChainKey,
+    pub checkpoints: Checkpointer,
+    pub store_bodies: bool,
 }
 
 /// Counters the writer keeps; read by `/metrics`.
@@ -33,6 +60,8 @@ pub struct WriterStats {
     pub records_failed: AtomicU64,
     pub backpressure_waits: AtomicU64,
     pub max_batch: AtomicU64,
+    pub unknown_price_requests: AtomicU64,
+    pub audit_head_seq: AtomicU64,
 }
 
 /// The cheap, cloneable sending side.
@@ -79,6 +108,19 @@ impl WriterHandle {
         wait.await.map_err(|_| StoreError::Closed)
     }
 
+    /// Appends an administrative entry to the audit ledger and waits until
+    /// it is committed. The one call for every administrative change.
+    pub async fn audit(&self, entry: AdminEntry) -> Result<Head, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(WriteOp::Audit(Box::new(entry), Some(done)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await
+            .map_err(|_| StoreError::Closed)?
+            .map_err(StoreError::Rejected)
+    }
+
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
@@ -98,7 +140,7 @@ impl Writer {
     pub fn start(
         conn: Connection,
         cfg: &WriterConfig,
-        store_bodies: bool,
+        books: Books,
     ) -> std::io::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
         let stats = Arc::new(WriterStats::default());
@@ -107,7 +149,9 @@ impl Writer {
             rx,
             batch_max: cfg.batch_max,
             max_delay: cfg.batch_max_delay,
-            store_bodies,
+            books,
+            rollup: Rollup::default(),
+            warned: HashSet::new(),
             stats: stats.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -130,8 +174,18 @@ struct WriterLoop {
     rx: mpsc::Receiver<WriteOp>,
     batch_max: usize,
     max_delay: Duration,
-    store_bodies: bool,
+    books: Books,
+    rollup: Rollup,
+    warned: HashSet<(String, String)>,
     stats: Arc<WriterStats>,
+}
+
+/// What one committed batch did.
+struct Committed {
+    records: u64,
+    unknown_price: Vec<(String, String)>,
+    heads: Vec<Option<Head>>,
+    head: Option<Head>,
 }
 
 impl WriterLoop {
@@ -165,22 +219,17 @@ impl WriterLoop {
                 self.commit(&mut batch).await;
             }
         });
+        let head = audit_sql::head(&self.conn).ok().flatten();
+        self.books.checkpoints.maybe_write(head, true);
         tracing::debug!("writer drained and stopped");
     }
 
     async fn commit(&mut self, batch: &mut Vec<WriteOp>) {
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0u32;
-        loop {
+        let heads = loop {
             match self.write_batch(batch) {
-                Ok(records) => {
-                    self.stats
-                        .records_committed
-                        .fetch_add(records, Ordering::Relaxed);
-                    self.stats.batches_committed.fetch_add(1, Ordering::Relaxed);
-                    self.stats.max_batch.fetch_max(records, Ordering::Relaxed);
-                    break;
-                }
+                Ok(done) => break self.committed(done),
                 Err(e) => {
                     attempts += 1;
                     self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
@@ -191,56 +240,172 @@ impl WriterLoop {
                         continue;
                     }
                     tracing::error!(error = %e, "batch commit failed; writing its records one by one");
-                    self.write_one_by_one(batch);
-                    break;
+                    break self.write_one_by_one(batch);
                 }
             }
-        }
-        for op in batch.drain(..) {
-            if let WriteOp::Flush(done) = op {
-                let _ = done.send(());
+        };
+        for (op, head) in batch.drain(..).zip(heads) {
+            match op {
+                WriteOp::Flush(done) => {
+                    let _ = done.send(());
+                }
+                WriteOp::Audit(_, Some(done)) => {
+                    let _ = done.send(
+                        head.ok_or_else(|| "the audit entry could not be written".to_string()),
+                    );
+                }
+                _ => {}
             }
         }
     }
 
-    fn write_batch(&mut self, batch: &[WriteOp]) -> rusqlite::Result<u64> {
+    fn committed(&mut self, done: Committed) -> Vec<Option<Head>> {
+        self.stats
+            .records_committed
+            .fetch_add(done.records, Ordering::Relaxed);
+        self.stats.batches_committed.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .max_batch
+            .fetch_max(done.records, Ordering::Relaxed);
+        self.stats
+            .unknown_price_requests
+            .fetch_add(done.unknown_price.len() as u64, Ordering::Relaxed);
+        for pair in done.unknown_price {
+            if self.warned.insert(pair.clone()) {
+                tracing::warn!(provider = %pair.0, model = %pair.1, "no price known for this model: its requests are recorded with an unknown cost; add it under [prices] in the config");
+            }
+        }
+        if let Some((seq, _)) = done.head {
+            self.stats
+                .audit_head_seq
+                .store(seq as u64, Ordering::Relaxed);
+        }
+        self.books.checkpoints.maybe_write(done.head, false);
+        done.heads
+    }
+
+    fn write_batch(&mut self, batch: &[WriteOp]) -> rusqlite::Result<Committed> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut records = 0;
+        // Read inside the write lock: another process (a CLI command) may
+        // have appended since the last batch.
+        let mut head = audit_sql::head(&tx)?;
+        let prices = self.books.prices.current();
+        self.rollup.clear();
+        let mut done = Committed {
+            records: 0,
+            unknown_price: Vec::new(),
+            heads: Vec::with_capacity(batch.len()),
+            head: None,
+        };
         for op in batch {
-            if let WriteOp::Trace(trace) = op {
-                trace_sql::insert(&tx, trace, self.store_bodies)?;
-                records += 1;
-            }
+            let entry_head = match op {
+                WriteOp::Trace(trace) => {
+                    let cost = crate::ledger::assess(trace, &prices);
+                    if cost.status == CostStatus::UnknownPrice {
+                        done.unknown_price
+                            .push((cost.provider.clone(), cost.model.clone()));
+                    }
+                    let h = write_request(&tx, &self.books, head, trace, &cost)?;
+                    self.rollup.add(trace, &cost);
+                    done.records += 1;
+                    Some(h)
+                }
+                WriteOp::Audit(entry, _) => Some(write_admin(&tx, &self.books.key, head, entry)?),
+                WriteOp::Flush(_) => None,
+            };
+            head = entry_head.or(head);
+            done.heads.push(entry_head);
         }
+        self.rollup.flush(&tx)?;
         tx.commit()?;
-        Ok(records)
+        done.head = head;
+        Ok(done)
     }
 
     /// A record the database refuses for good (not a busy or full disk) must
     /// not take the rest of its batch down with it.
-    fn write_one_by_one(&mut self, batch: &[WriteOp]) {
+    fn write_one_by_one(&mut self, batch: &[WriteOp]) -> Vec<Option<Head>> {
+        let mut heads = Vec::with_capacity(batch.len());
         for op in batch {
-            let WriteOp::Trace(trace) = op else { continue };
-            let result = self
-                .conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .and_then(|tx| {
-                    trace_sql::insert(&tx, trace, self.store_bodies)?;
-                    tx.commit()
-                });
-            match result {
-                Ok(()) => {
-                    self.stats.records_committed.fetch_add(1, Ordering::Relaxed);
+            let single = match op {
+                WriteOp::Trace(t) => WriteOp::Trace(t.clone()),
+                WriteOp::Audit(e, _) => WriteOp::Audit(e.clone(), None),
+                WriteOp::Flush(_) => {
+                    heads.push(None);
+                    continue;
                 }
+            };
+            match self.write_batch(std::slice::from_ref(&single)) {
+                Ok(done) => heads.extend(self.committed(done)),
                 Err(e) => {
+                    heads.push(None);
                     self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, trace_id = %trace.id, "record could not be written");
+                    match op {
+                        WriteOp::Trace(t) => {
+                            tracing::error!(error = %e, trace_id = %t.id, "record could not be written")
+                        }
+                        _ => tracing::error!(error = %e, "audit entry could not be written"),
+                    }
                 }
             }
         }
+        heads
     }
+}
+
+/// Trace, cost and audit entry of one request.
+fn write_request(
+    conn: &Connection,
+    books: &Books,
+    head: Option<Head>,
+    trace: &Trace,
+    cost: &CostRecord,
+) -> rusqlite::Result<Head> {
+    let trace_values = trace_sql::values(trace, books.store_bodies);
+    trace_sql::insert(conn, &trace_values)?;
+    let cost_values = cost_sql::values(cost);
+    cost_sql::insert(conn, &cost_values)?;
+    let digest = audit::request_digest(
+        &trace_sql::COLUMNS,
+        &trace_values,
+        &cost_sql::COLUMNS,
+        &cost_values,
+    );
+    let actor = trace.client_key_id.as_deref().unwrap_or("anonymous");
+    let subject = format!("trace:{}", trace.id);
+    audit_sql::append(
+        conn,
+        &books.key,
+        head,
+        trace.started_at_ms,
+        actor,
+        audit::REQUEST,
+        &subject,
+        digest,
+        None,
+    )
+}
+
+fn write_admin(
+    conn: &Connection,
+    key: &ChainKey,
+    head: Option<Head>,
+    e: &AdminEntry,
+) -> rusqlite::Result<Head> {
+    let digest = audit::encoding::detail_digest(&e.detail);
+    audit_sql::append(
+        conn,
+        key,
+        head,
+        now_ms(),
+        &e.actor,
+        &e.action,
+        &e.subject,
+        digest,
+        Some(&e.detail),
+    )
 }
 
 fn has_flush(batch: &[WriteOp]) -> bool {

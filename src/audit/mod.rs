@@ -1,0 +1,213 @@
+//! The audit ledger: a hash chain over every request and administrative
+//! change, verifiable offline (format: `docs/AUDIT.md`).
+//!
+//! `encoding` is the byte format, `verify` the checking rules, `checkpoint`
+//! the outside anchors. This file ties them to tollgate: loading the key,
+//! digesting stored rows, writing checkpoints, verifying a database.
+
+pub mod checkpoint;
+pub mod encoding;
+pub mod verify;
+
+use crate::config::EnvSource;
+use crate::store::audit_sql::{self, Row};
+use checkpoint::Anchor;
+use encoding::{ChainKey, FieldValue, record_digest};
+use rusqlite::types::Value;
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use verify::{Failure, FailureKind, RecordCheck, Verified, Verifier};
+
+/// The action of a proxied request's entry.
+pub const REQUEST: &str = "proxy.request";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the audit key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the audit key from {0} must be 64 hexadecimal characters (32 bytes)")]
+    Format(String),
+}
+
+/// The audit key: `TOLLGATE_AUDIT_KEY` (hex) wins over a key file.
+pub fn load_key(key_file: Option<&Path>, env: &dyn EnvSource) -> Result<ChainKey, KeyError> {
+    let (text, from) = match (env.var("TOLLGATE_AUDIT_KEY"), key_file) {
+        (Some(v), _) => (v, "TOLLGATE_AUDIT_KEY".to_string()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            path.display().to_string(),
+        ),
+        (None, None) => return Ok(ChainKey::Unkeyed),
+    };
+    encoding::from_hex32(text.trim())
+        .map(ChainKey::Keyed)
+        .ok_or(KeyError::Format(from))
+}
+
+fn fields<'a>(names: &[&'a str], values: &'a [Value]) -> Vec<(&'a str, FieldValue<'a>)> {
+    names
+        .iter()
+        .copied()
+        .zip(values.iter().map(field))
+        .collect()
+}
+
+fn field(v: &Value) -> FieldValue<'_> {
+    match v {
+        Value::Null => FieldValue::Null,
+        Value::Integer(n) => FieldValue::Integer(*n),
+        Value::Real(f) => FieldValue::Real(*f),
+        Value::Text(s) => FieldValue::Text(s),
+        Value::Blob(b) => FieldValue::Blob(b),
+    }
+}
+
+/// The digest of a request's record, from the values about to be stored.
+pub fn request_digest(
+    trace_columns: &[&str],
+    trace: &[Value],
+    cost_columns: &[&str],
+    cost: &[Value],
+) -> [u8; 32] {
+    let t = fields(trace_columns, trace);
+    let c = fields(cost_columns, cost);
+    record_digest(&[("traces", &t), ("costs", &c)])
+}
+
+/// The digest of a request's record, from the rows as read back.
+fn stored_digest(trace: &Row, cost: &Row) -> [u8; 32] {
+    let t: Vec<(&str, FieldValue<'_>)> =
+        trace.iter().map(|(n, v)| (n.as_str(), field(v))).collect();
+    let c: Vec<(&str, FieldValue<'_>)> = cost.iter().map(|(n, v)| (n.as_str(), field(v))).collect();
+    record_digest(&[("traces", &t), ("costs", &c)])
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Failed(Failure),
+    #[error("cannot read the database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
+/// Verifies the whole ledger in `conn` (read-only use).
+pub fn verify_database(
+    conn: &rusqlite::Connection,
+    key: ChainKey,
+    anchors: Vec<Anchor>,
+) -> Result<Verified, VerifyError> {
+    let key_id = audit_sql::key_id(conn)?;
+    let mut verifier = Verifier::new(key, key_id, anchors).map_err(VerifyError::Failed)?;
+    let mut covered: HashSet<String> = HashSet::new();
+    let mut failure: Option<Failure> = None;
+    audit_sql::for_each_entry(conn, |entry| -> Result<(), VerifyError> {
+        if failure.is_some() {
+            return Ok(());
+        }
+        let mut db_error = None;
+        let result = verifier.check(&entry, |e, digest| {
+            let Some(trace_id) = e.subject.strip_prefix("trace:") else {
+                return RecordCheck::Missing;
+            };
+            if !covered.insert(trace_id.to_string()) {
+                return RecordCheck::Mismatch;
+            }
+            match audit_sql::request_record(conn, trace_id) {
+                Ok(Some((t, c))) if &stored_digest(&t, &c) == digest => RecordCheck::Match,
+                Ok(Some(_)) => RecordCheck::Mismatch,
+                Ok(None) => RecordCheck::Missing,
+                Err(e) => {
+                    db_error = Some(e);
+                    RecordCheck::Missing
+                }
+            }
+        });
+        if let Some(e) = db_error {
+            return Err(e.into());
+        }
+        if let Err(f) = result {
+            failure = Some(f);
+        }
+        Ok(())
+    })?;
+    if let Some(f) = failure {
+        return Err(VerifyError::Failed(f));
+    }
+    let verified = verifier.finish().map_err(VerifyError::Failed)?;
+    let traces = audit_sql::trace_count(conn)?;
+    if traces != covered.len() as i64 {
+        return Err(VerifyError::Failed(Failure {
+            seq: verified.head.map_or(0, |h| h.seq),
+            kind: FailureKind::RecordMissing,
+            message: format!(
+                "{} trace rows exist but the ledger covers {}: traces were inserted without an audit entry",
+                traces,
+                covered.len()
+            ),
+        }));
+    }
+    Ok(verified)
+}
+
+/// Writes the chain head outside the database every `every` entries and/or
+/// every `interval`, so a truncated tail can be caught later.
+pub struct Checkpointer {
+    path: PathBuf,
+    every: u64,
+    interval: Duration,
+    last_seq: i64,
+    last_at: Instant,
+}
+
+impl Checkpointer {
+    pub fn new(path: PathBuf, every: u64, interval: Duration) -> Checkpointer {
+        Checkpointer {
+            path,
+            every,
+            interval,
+            last_seq: 0,
+            last_at: Instant::now(),
+        }
+    }
+
+    /// Writes a checkpoint if one is due (or `force`) and the head moved.
+    pub fn maybe_write(&mut self, head: Option<audit_sql::Head>, force: bool) {
+        let Some((seq, hash)) = head else { return };
+        if seq == self.last_seq {
+            return;
+        }
+        let due_by_count = self.every > 0 && (seq - self.last_seq) as u64 >= self.every;
+        let due_by_time = !self.interval.is_zero() && self.last_at.elapsed() >= self.interval;
+        if !(force || due_by_count || due_by_time) {
+            return;
+        }
+        let anchor = Anchor { seq, hash };
+        let line = checkpoint::format_line(&anchor, crate::trace::now_ms());
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| {
+                f.write_all(line.as_bytes())?;
+                f.sync_data()
+            });
+        match written {
+            Ok(()) => {
+                tracing::info!(checkpoint = %anchor, file = %self.path.display(), "audit checkpoint");
+                self.last_seq = seq;
+                self.last_at = Instant::now();
+            }
+            Err(e) => {
+                tracing::error!(checkpoint = %anchor, file = %self.path.display(), error = %e, "cannot write the audit checkpoint");
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The money side: prices as exact integers, the cost of each request, and
+//! the report over them. Money is integer micro-cents everywhere (see
+//! `money`); nothing here uses floating point.
+
+pub mod cost;
+pub mod money;
+pub mod prices;
+pub mod report;
+
+use crate::trace::Trace;
+use prices::{Price, PriceSource, PriceTable};
+use std::sync::{Arc, RwLock};
+
+/// The price table in force, swapped whole on reload so a request is
+/// always costed against one consistent table.
+#[derive(Clone)]
+pub struct PriceBook {
+    current: Arc<RwLock<Arc<PriceTable>>>,
+}
+
+impl PriceBook {
+    pub fn new(table: PriceTable) -> PriceBook {
+        PriceBook {
+            current: Arc::new(RwLock::new(Arc::new(table))),
+        }
+    }
+
+    pub fn current(&self) -> Arc<PriceTable> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn replace(&self, table: PriceTable) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+    }
+}
+
+/// How a request's cost came out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CostStatus {
+    /// Computed from the reported usage and a known price.
+    Priced,
+    /// Nothing billable happened (never sent, or the upstream refused it).
+    NoCharge,
+    /// Tokens are known, the model's price is not: cost NULL, never 0.
+    UnknownPrice,
+    /// The upstream may have billed, but reported no usage (the client left
+    /// mid-stream, the stream broke before its usage): cost NULL.
+    UnknownUsage,
+}
+
+impl CostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostStatus::Priced => "priced",
+            CostStatus::NoCharge => "no_charge",
+            CostStatus::UnknownPrice => "unknown_price",
+            CostStatus::UnknownUsage => "unknown_usage",
+        }
+    }
+}
+
+/// One row of `costs`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CostRecord {
+    pub trace_id: String,
+    pub day: String,
+    pub provider: String,
+    pub model: String,
+    pub client_key_id: String,
+    pub status: CostStatus,
+    pub cost_uc: Option<i64>,
+    pub price: Option<(Price, PriceSource)>,
+}
+
+/// Costs `trace` against `table`, once, at the record.
+pub fn assess(trace: &Trace, table: &PriceTable) -> CostRecord {
+    let provider = trace.provider.clone().unwrap_or_default();
+    let model = trace.model_resolved.clone().unwrap_or_default();
+    let mut record = CostRecord {
+        trace_id: trace.id.clone(),
+        day: utc_day(trace.started_at_ms),
+        provider,
+        model,
+        client_key_id: trace.client_key_id.clone().unwrap_or_default(),
+        status: CostStatus::NoCharge,
+        cost_uc: Some(0),
+        price: None,
+    };
+    let u = &trace.usage;
+    if u.is_empty() {
+        let answered_ok = trace
+            .upstream_status
+            .is_some_and(|s| (200..300).contains(&s));
+        let unanswered = trace.upstream_attempted && trace.upstream_status.is_none();
+        if answered_ok || unanswered {
+            record.status = CostStatus::UnknownUsage;
+            record.cost_uc = None;
+        }
+        return record;
+    }
+    let Some((price, source)) = table.get(&record.provider, &record.model) else {
+        record.status = CostStatus::UnknownPrice;
+        record.cost_uc = None;
+        return record;
+    };
+    let tokens = cost::Tokens {
+        input: u.input_tokens.unwrap_or(0),
+        output: u.output_tokens.unwrap_or(0),
+        cached_input: u.cached_input_tokens.unwrap_or(0),
+        cache_write: u.cache_creation_input_tokens.unwrap_or(0),
+    };
+    record.price = Some((price, source));
+    match cost::cost_uc(&price, &tokens) {
+        Ok(uc) => {
+            record.status = CostStatus::Priced;
+            record.cost_uc = Some(uc);
+        }
+        Err(e) => {
+            tracing::warn!(trace_id = %trace.id, error = %e, "usage cannot be costed");
+            record.status = CostStatus::UnknownUsage;
+            record.cost_uc = None;
+        }
+    }
+    record
+}
+
+/// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.
+pub fn utc_day(ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    date.format(&format).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::Usage;
+
+    fn trace(provider: &str, model: &str, usage: Usage) -> Trace {
+        let mut t = Trace::new("/v1/chat/completions", 1_763_856_000_000);
+        t.provider = Some(provider.into());
+        t.model_resolved = Some(model.into());
+        t.usage = usage;
+        t.upstream_attempted = true;
+        t.upstream_status = Some(200);
+        t
+    }
+
+    #[test]
+    fn day_is_utc() {
+        assert_eq!(utc_day(1_763_856_000_000), "2025-11-23");
+        assert_eq!(utc_day(1_763_855_999_999), "2025-11-22");
+        assert_eq!(utc_day(0), "1970-01-01");
+    }
+
+    #[test]
+    fn statuses() {
+        let table = PriceTable::builtin();
+        let usage = Usage {
+            input_tokens: Some(1000),
+            output_tokens: Some(100),
+            ..Usage::default()
+        };
+        let priced = assess(&trace("openai", "gpt-4o-mini", usage), &table);
+        // 1000 × 0.15 $/M + 100 × 0.60 $/M = 0.00021 $ = 21,000 µ¢
+        assert_eq!(
+            (priced.status, priced.cost_uc),
+            (CostStatus::Priced, Some(21_000))
+        );
+        let unknown = assess(&trace("openai", "gpt-unknown", usage), &table);
+        assert_eq!(
+            (unknown.status, unknown.cost_uc),
+            (CostStatus::UnknownPrice, None)
+        );
+        let mut broken = trace("openai", "gpt-4o-mini", Usage::default());
+        assert_eq!(assess(&broken, &table).status, CostStatus::UnknownUsage);
+        broken.upstream_status = Some(429);
+        assert_eq!(assess(&broken, &table).cost_uc, Some(0));
+        let never_sent = Trace::new("/v1/chat/completions", 0);
+        assert_eq!(assess(&never_sent, &table).status, CostStatus::NoCharge);
+    }
+}

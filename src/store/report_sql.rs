@@ -1,0 +1,71 @@
+//! Reading the daily rollups for cost reports: integer sums only.
+
+use rusqlite::{Connection, params};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupBy {
+    Day,
+    Model,
+    Provider,
+    Key,
+}
+
+impl GroupBy {
+    fn expr(self) -> &'static str {
+        match self {
+            GroupBy::Day => "day",
+            GroupBy::Model => {
+                "CASE WHEN provider = '' THEN '(unrouted)' ELSE provider || '/' || model END"
+            }
+            GroupBy::Provider => "CASE WHEN provider = '' THEN '(unrouted)' ELSE provider END",
+            GroupBy::Key => "CASE WHEN client_key_id = '' THEN '(no key)' ELSE client_key_id END",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReportRow {
+    pub group: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub cache_creation_input_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost_uc: i64,
+    pub unknown_cost_requests: i64,
+}
+
+/// Sums per group over days `since..=until` (`YYYY-MM-DD`, inclusive).
+pub fn cost_report(
+    conn: &Connection,
+    by: GroupBy,
+    since: &str,
+    until: &str,
+) -> rusqlite::Result<Vec<ReportRow>> {
+    let sql = format!(
+        "SELECT {g} AS grp, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
+                sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(reasoning_tokens),
+                sum(cost_uc), sum(unknown_cost_requests)
+         FROM cost_daily WHERE day >= ?1 AND day <= ?2
+         GROUP BY grp ORDER BY grp",
+        g = by.expr()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![since, until], |r| {
+        Ok(ReportRow {
+            group: r.get(0)?,
+            requests: r.get(1)?,
+            errors: r.get(2)?,
+            input_tokens: r.get(3)?,
+            output_tokens: r.get(4)?,
+            cached_input_tokens: r.get(5)?,
+            cache_creation_input_tokens: r.get(6)?,
+            reasoning_tokens: r.get(7)?,
+            cost_uc: r.get(8)?,
+            unknown_cost_requests: r.get(9)?,
+        })
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,323 @@
+//! Costs through the real proxy, checked against hand-computed values, and
+//! the report's totals against the stored records.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::process::Command;
+use tollgate_mock_upstream::MockConfig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// Extra test config: a model with no price, and one priced by override
+/// at 0.0000005 $/M = 50 µ¢ per million tokens, to see rounding at the record.
+const EXTRA: &str = r#"
+[prices."openai/tiny-price"]
+input = "0.0000005"
+output = "0"
+"#;
+
+async fn post(gw: &Gateway, path: &str, usage: &str, body: Value) -> String {
+    let resp = client()
+        .post(gw.url(path))
+        .header("x-mock-usage", usage)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-tollgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    resp.bytes().await.unwrap();
+    id
+}
+
+fn cost_of(gw: &Gateway, id: &str) -> (String, Option<i64>, Option<i64>) {
+    gw.db()
+        .query_row(
+            "SELECT status, cost_uc, price_input FROM costs WHERE trace_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_are_exact_to_the_micro_cent() {
+    let mut gw = Gateway::start_with(MockConfig::default(), EXTRA).await;
+    let openai = "/v1/chat/completions";
+
+    // gpt-4o-mini: input 0.15, output 0.60, cached input 0.075 $/M.
+    // 86 uncached × 15e6 + 1920 cached × 7.5e6 + 300 output × 60e6 (the 256
+    // reasoning tokens are inside the 300) = 33,690,000,000 / 1e6 = 33,690 µ¢.
+    let a = post(
+        &gw,
+        openai,
+        "prompt=2006,completion=300,cached=1920,reasoning=256",
+        chat("gpt-4o-mini", false),
+    )
+    .await;
+    // A stream whose client did not ask for usage: 42 × 15e6 + 5 × 60e6 = 930 µ¢.
+    let b = post(
+        &gw,
+        openai,
+        "prompt=42,completion=5",
+        chat("gpt-4o-mini", true),
+    )
+    .await;
+    // A stream whose client asked for usage: 1000 × 15e6 + 1 × 60e6 = 15,060 µ¢.
+    let mut with_usage = chat("gpt-4o-mini", true);
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let c = post(&gw, openai, "prompt=1000,completion=1", with_usage).await;
+    // claude-haiku-4-5: input 1, output 5, cache read 0.10, cache write 1.25 $/M.
+    // 10 × 1e8 + 1000 × 1e7 + 200 × 1.25e8 + 9 × 5e8 = 40,500 µ¢.
+    let d = post(
+        &gw,
+        "/v1/messages",
+        "prompt=10,cached=1000,cache_write=200,completion=9",
+        message("claude-haiku-4-5", false),
+    )
+    .await;
+    // The same as a stream: 40,500 µ¢ again.
+    let e = post(
+        &gw,
+        "/v1/messages",
+        "prompt=10,cached=1000,cache_write=200,completion=9",
+        message("claude-haiku-4-5", true),
+    )
+    .await;
+    // text-embedding-3-small: 0.02 $/M; 2 inputs × 3 tokens = 6 × 2e6 = 12 µ¢.
+    let f = post(
+        &gw,
+        "/v1/embeddings",
+        "",
+        json!({"model": "text-embedding-3-small", "input": ["a", "b"]}),
+    )
+    .await;
+    // No known price: the cost is unknown (NULL), never 0.
+    let g = post(
+        &gw,
+        openai,
+        "prompt=10,completion=10",
+        chat("openai/mystery-model", false),
+    )
+    .await;
+    // Rounded half-to-even once: 10,000 × 50 / 1e6 = 0.5 → 0; 30,000 × 50 / 1e6 = 1.5 → 2.
+    let h = post(
+        &gw,
+        openai,
+        "prompt=10000,completion=0",
+        chat("openai/tiny-price", false),
+    )
+    .await;
+    let i = post(
+        &gw,
+        openai,
+        "prompt=30000,completion=0",
+        chat("openai/tiny-price", false),
+    )
+    .await;
+
+    gw.wait_traces(9).await;
+    // The counter moves right after the commit that wait_traces saw.
+    let mut metrics_after = String::new();
+    for _ in 0..100 {
+        metrics_after = client()
+            .get(gw.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics_after.contains("tollgate_unknown_price_requests_total 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    gw.stop().await;
+
+    assert_eq!(
+        cost_of(&gw, &a),
+        ("priced".into(), Some(33_690), Some(15_000_000))
+    );
+    assert_eq!(
+        cost_of(&gw, &b),
+        ("priced".into(), Some(930), Some(15_000_000))
+    );
+    assert_eq!(
+        cost_of(&gw, &c),
+        ("priced".into(), Some(15_060), Some(15_000_000))
+    );
+    assert_eq!(
+        cost_of(&gw, &d),
+        ("priced".into(), Some(40_500), Some(100_000_000))
+    );
+    assert_eq!(
+        cost_of(&gw, &e),
+        ("priced".into(), Some(40_500), Some(100_000_000))
+    );
+    assert_eq!(
+        cost_of(&gw, &f),
+        ("priced".into(), Some(12), Some(2_000_000))
+    );
+    assert_eq!(cost_of(&gw, &g), ("unknown_price".into(), None, None));
+    assert_eq!(cost_of(&gw, &h), ("priced".into(), Some(0), Some(50)));
+    assert_eq!(cost_of(&gw, &i), ("priced".into(), Some(2), Some(50)));
+
+    let source: String = gw
+        .db()
+        .query_row(
+            "SELECT price_source FROM costs WHERE trace_id = ?1",
+            [&h],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(source, "config");
+    assert!(
+        metrics_after.contains("tollgate_unknown_price_requests_total 1"),
+        "{metrics_after}"
+    );
+
+    let (requests, cost, unknown): (i64, i64, i64) = gw
+        .db()
+        .query_row(
+            "SELECT sum(requests), sum(cost_uc), sum(unknown_cost_requests) FROM cost_daily",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (requests, cost, unknown),
+        (9, 33_690 + 930 + 15_060 + 40_500 * 2 + 12 + 2, 1)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_cost_nothing_or_an_unknown_amount() {
+    let mut gw = Gateway::start().await;
+    // Refused by tollgate: never sent, no charge.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat("nope", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // Refused by the upstream: no usage, no charge.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-mock-status", "429")
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    // Cut mid-stream before its usage: the upstream may bill, so unknown.
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-mock-break-after", "2")
+        .json(&chat("gpt-4o-mini", true))
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+    gw.stop().await;
+    let rows: Vec<(String, Option<i64>)> = gw
+        .db()
+        .prepare("SELECT costs.status, cost_uc FROM costs JOIN traces ON traces.id = costs.trace_id ORDER BY traces.id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("no_charge".to_string(), Some(0)),
+            ("no_charge".to_string(), Some(0)),
+            ("unknown_usage".to_string(), None),
+        ]
+    );
+}
+
+fn report(db: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["report", "costs", "--db"])
+        .arg(db)
+        .args(args)
+        .env_remove("TOLLGATE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_totals_equal_the_records_while_serving_and_on_a_copy() {
+    let mut gw = Gateway::start_with(MockConfig::default(), EXTRA).await;
+    for i in 0..12 {
+        let usage = format!("prompt={},completion={}", 1000 + i * 37, 17 * i);
+        let (path, body) = match i % 3 {
+            0 => ("/v1/chat/completions", chat("gpt-4o-mini", i % 2 == 0)),
+            1 => ("/v1/messages", message("claude-haiku-4-5", i % 2 == 0)),
+            _ => ("/v1/chat/completions", chat("openai/mystery-model", false)),
+        };
+        post(&gw, path, &usage, body).await;
+    }
+    gw.wait_traces(12).await;
+    let (sum, unknown, count): (i64, i64, i64) = gw
+        .db()
+        .query_row(
+            "SELECT coalesce(sum(cost_uc), 0), count(*) - count(cost_uc), count(*) FROM costs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((unknown, count), (4, 12));
+
+    // While the gateway is still serving, from another process.
+    let live = report(
+        &gw.db,
+        &["--format", "json", "--by", "model", "--since", "1d"],
+    );
+    let live: Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["total"]["cost_uc"], sum);
+    assert_eq!(live["total"]["requests"], 12);
+    assert_eq!(live["total"]["unknown_cost_requests"], 4);
+    let by_model: i64 = live["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cost_uc"].as_i64().unwrap())
+        .sum();
+    assert_eq!(by_model, sum);
+    assert_eq!(live["rows"].as_array().unwrap().len(), 3);
+
+    // On an online copy.
+    let copy = gw.dir.path().join("copy.db");
+    gw.db()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    gw.stop().await;
+    let csv = report(&copy, &["--format", "csv", "--by", "provider"]);
+    let total_line = csv.lines().find(|l| l.starts_with("TOTAL,")).unwrap();
+    let cols: Vec<&str> = total_line.split(',').collect();
+    assert_eq!(cols[1], "12");
+    assert_eq!(cols[8], sum.to_string());
+    let table = report(&copy, &["--by", "day"]);
+    assert!(table.contains("TOTAL"), "{table}");
+    assert!(
+        table.contains("4 request(s) have an unknown cost"),
+        "{table}"
+    );
+    let dollars = tollgate::ledger::money::format_usd(sum);
+    assert!(table.contains(&dollars), "{dollars} not in\n{table}");
+}

@@ -32,4 +32,3 @@ CREATE TABLE traces (
 ) STRICT;
 
 CREATE INDEX traces_started_at ON traces (started_at_ms);
-CREATE INDEX traces_client_key ON traces (client_key_id, started_at_ms);

@@ -87,7 +87,11 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| (EXIT_LISTEN, e.to_string()))?;
         tracing::info!(%addr, db = %db.display(), "tollgate ready");
         println!("listening on http://{addr}");
-        let reload = tokio::spawn(reload_on_sighup(app.state().clone(), config_path));
+        // Weak: the reloader must not keep the writer's queue open at shutdown.
+        let reload = tokio::spawn(reload_on_sighup(
+            std::sync::Arc::downgrade(app.state()),
+            config_path,
+        ));
         app.serve(listener, shutdown_signal()).await;
         reload.abort();
         Ok(())
@@ -118,7 +122,7 @@ async fn shutdown_signal() {
 
 /// SIGHUP re-reads the price overrides from the config file.
 async fn reload_on_sighup(
-    state: std::sync::Arc<tollgate::app::AppState>,
+    state: std::sync::Weak<tollgate::app::AppState>,
     path: Option<std::path::PathBuf>,
 ) {
     #[cfg(unix)]
@@ -132,6 +136,7 @@ async fn reload_on_sighup(
                 tracing::warn!("SIGHUP: there is no config file to reload (start with --config)");
                 continue;
             };
+            let Some(state) = state.upgrade() else { return };
             match tollgate::app::reload_prices(&state, path).await {
                 Ok(n) => tracing::info!(models = n, file = %path.display(), "prices reloaded"),
                 Err(e) => {

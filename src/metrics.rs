@@ -79,6 +79,12 @@ pub fn render(state: &AppState) -> Response<Body> {
         get(&w.backpressure_waits),
     );
     line(
+        "tollgate_writer_queue_peak",
+        "gauge",
+        "Deepest the writer queue has been since start.",
+        get(&w.queue_peak),
+    );
+    line(
         "tollgate_unknown_price_requests_total",
         "counter",
         "Requests recorded with an unknown cost because their model has no price.",

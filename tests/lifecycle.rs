@@ -279,7 +279,11 @@ fn migrate_creates_the_schema_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run(&["migrate", "--db", "m.db"], dir.path());
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("1 migration applied"), "{out}");
+    let version = tollgate::store::SCHEMA_VERSION;
+    assert!(
+        out.contains(&format!("schema version {version} ({version} migration")),
+        "{out}"
+    );
     let (code, out, _) = run(&["migrate", "--db", "m.db"], dir.path());
     assert_eq!(code, 0);
     assert!(out.contains("0 migrations applied"), "{out}");
@@ -316,4 +320,115 @@ fn bad_config_and_version() {
         out.trim(),
         format!("tollgate {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// SIGKILL cannot drain: what was committed survives, the file stays
+/// consistent and its ledger verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_leaves_a_consistent_file_and_a_valid_ledger() {
+    let mock = MockUpstream::start_with(MockConfig {
+        expect_key: Some(UPSTREAM_KEY.into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &mock);
+    let mut served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
+    for _ in 0..25 {
+        let resp = client()
+            .post(format!("http://{}/v1/chat/completions", served.addr))
+            .json(&chat("gpt-4o-mini", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap();
+    }
+    // Batches close within batch_max_delay_ms (2 ms here) of their first record.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&served.child, "-KILL");
+    served.child.wait().unwrap();
+
+    let db = dir.path().join("tollgate.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert_eq!(trace_count(&conn), 25);
+    drop(conn);
+    let (code, out, err) = run(
+        &["audit", "verify", "--db", db.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: 25 entries checked"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_prices_without_a_restart() {
+    let mock = MockUpstream::start_with(MockConfig {
+        expect_key: Some(UPSTREAM_KEY.into()),
+        ..MockConfig::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &mock);
+    let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
+    let base = format!("http://{}", served.addr);
+    let ask = || {
+        client()
+            .post(format!("{base}/v1/chat/completions"))
+            .header("x-mock-usage", "prompt=1000000,completion=0")
+            .json(&chat("gpt-4o-mini", false))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 200);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[prices.\"openai/gpt-4o-mini\"]\ninput = \"0.25\"\noutput = \"1\"\n");
+    std::fs::write(&config, text).unwrap();
+    signal(&served.child, "-HUP");
+    let db = dir.path().join("tollgate.db");
+    let mut reloaded = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM audit_log WHERE action = 'prices.reload'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if n == 1 {
+            reloaded = true;
+            break;
+        }
+    }
+    assert!(reloaded, "no prices.reload audit entry after SIGHUP");
+    assert_eq!(ask().await.unwrap().status(), 200);
+    sigterm(&served.child);
+    let (code, stderr) = tokio::task::spawn_blocking(move || wait_exit(served.child))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // 1,000,000 input tokens: $0.15 before the reload, $0.25 after.
+    let costs: Vec<i64> = conn
+        .prepare("SELECT cost_uc FROM costs ORDER BY trace_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(costs, vec![15_000_000, 25_000_000]);
 }

@@ -13,7 +13,7 @@ use crate::config::EnvSource;
 use crate::store::audit_sql::{self, Row};
 use checkpoint::Anchor;
 use encoding::{ChainKey, FieldValue, record_digest};
-use rusqlite::types::Value;
+use rusqlite::types::{Value, ValueRef};
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,12 +52,23 @@ pub fn load_key(key_file: Option<&Path>, env: &dyn EnvSource) -> Result<ChainKey
         .ok_or(KeyError::Format(from))
 }
 
-fn fields<'a>(names: &[&'a str], values: &'a [Value]) -> Vec<(&'a str, FieldValue<'a>)> {
+fn fields<'a>(names: &[&'a str], values: &[ValueRef<'a>]) -> Vec<(&'a str, FieldValue<'a>)> {
     names
         .iter()
         .copied()
-        .zip(values.iter().map(field))
+        .zip(values.iter().map(|v| field_ref(*v)))
         .collect()
+}
+
+fn field_ref(v: ValueRef<'_>) -> FieldValue<'_> {
+    match v {
+        ValueRef::Null => FieldValue::Null,
+        ValueRef::Integer(n) => FieldValue::Integer(n),
+        ValueRef::Real(f) => FieldValue::Real(f),
+        // tollgate only stores text it holds as `str`, so this is UTF-8.
+        ValueRef::Text(t) => std::str::from_utf8(t).map_or(FieldValue::Blob(t), FieldValue::Text),
+        ValueRef::Blob(b) => FieldValue::Blob(b),
+    }
 }
 
 fn field(v: &Value) -> FieldValue<'_> {
@@ -73,9 +84,9 @@ fn field(v: &Value) -> FieldValue<'_> {
 /// The digest of a request's record, from the values about to be stored.
 pub fn request_digest(
     trace_columns: &[&str],
-    trace: &[Value],
+    trace: &[ValueRef<'_>],
     cost_columns: &[&str],
-    cost: &[Value],
+    cost: &[ValueRef<'_>],
 ) -> [u8; 32] {
     let t = fields(trace_columns, trace);
     let c = fields(cost_columns, cost);

@@ -127,8 +127,23 @@ pub fn assess(trace: &Trace, table: &PriceTable) -> CostRecord {
     record
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix-millisecond time.
+/// `YYYY-MM-DD` (UTC) of a Unix-millisecond time. The writer asks for the
+/// same few days over and over, so the last one is remembered per thread.
 pub fn utc_day(ms: i64) -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let days = ms.div_euclid(86_400_000);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != days {
+            *last = (days, format_day(ms));
+        }
+        last.1.clone()
+    })
+}
+
+fn format_day(ms: i64) -> String {
     let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);

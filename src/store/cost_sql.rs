@@ -3,7 +3,7 @@
 
 use crate::ledger::CostRecord;
 use rusqlite::Connection;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::sync::LazyLock;
 
 pub const COLUMNS: [&str; 12] = [
@@ -21,19 +21,21 @@ pub const COLUMNS: [&str; 12] = [
     "price_cache_write",
 ];
 
-pub fn values(c: &CostRecord) -> Vec<Value> {
-    let int = |n: Option<i64>| n.map_or(Value::Null, Value::Integer);
+pub fn values(c: &CostRecord) -> Vec<ValueRef<'_>> {
+    let int = |n: Option<i64>| n.map_or(ValueRef::Null, ValueRef::Integer);
+    fn text(s: &str) -> ValueRef<'_> {
+        ValueRef::Text(s.as_bytes())
+    }
     let price = c.price.map(|p| p.0);
     vec![
-        Value::Text(c.trace_id.clone()),
-        Value::Text(c.day.clone()),
-        Value::Text(c.provider.clone()),
-        Value::Text(c.model.clone()),
-        Value::Text(c.client_key_id.clone()),
-        Value::Text(c.status.as_str().to_string()),
+        text(&c.trace_id),
+        text(&c.day),
+        text(&c.provider),
+        text(&c.model),
+        text(&c.client_key_id),
+        text(c.status.as_str()),
         int(c.cost_uc),
-        c.price
-            .map_or(Value::Null, |p| Value::Text(p.1.as_str().to_string())),
+        c.price.map_or(ValueRef::Null, |p| text(p.1.as_str())),
         int(price.map(|p| p.input)),
         int(price.map(|p| p.output)),
         int(price.and_then(|p| p.cached_input)),
@@ -41,9 +43,11 @@ pub fn values(c: &CostRecord) -> Vec<Value> {
     ]
 }
 
-pub fn insert(conn: &Connection, values: &[Value]) -> rusqlite::Result<()> {
+pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("costs", &COLUMNS));
     conn.prepare_cached(&SQL)?
-        .execute(rusqlite::params_from_iter(values.iter()))?;
+        .execute(rusqlite::params_from_iter(
+            values.iter().map(|v| ToSqlOutput::Borrowed(*v)),
+        ))?;
     Ok(())
 }

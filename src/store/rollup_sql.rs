@@ -5,7 +5,6 @@
 use crate::ledger::CostRecord;
 use crate::trace::Trace;
 use rusqlite::{Connection, params};
-use std::collections::HashMap;
 
 #[derive(Default)]
 struct Sums {
@@ -20,20 +19,29 @@ struct Sums {
     unknown_cost: i64,
 }
 
+/// A batch holds few groups, so a short list searched by borrowed keys
+/// beats a map that needs owned keys for every record.
 #[derive(Default)]
 pub struct Rollup {
-    groups: HashMap<(String, String, String, String), Sums>,
+    groups: Vec<((String, String, String, String), Sums)>,
 }
 
 impl Rollup {
     pub fn add(&mut self, t: &Trace, c: &CostRecord) {
-        let key = (
-            c.day.clone(),
-            c.provider.clone(),
-            c.model.clone(),
-            c.client_key_id.clone(),
-        );
-        let s = self.groups.entry(key).or_default();
+        let found = self.groups.iter().position(|((d, p, m, k), _)| {
+            *d == c.day && *p == c.provider && *m == c.model && *k == c.client_key_id
+        });
+        let i = found.unwrap_or_else(|| {
+            let key = (
+                c.day.clone(),
+                c.provider.clone(),
+                c.model.clone(),
+                c.client_key_id.clone(),
+            );
+            self.groups.push((key, Sums::default()));
+            self.groups.len() - 1
+        });
+        let s = &mut self.groups[i].1;
         s.requests += 1;
         s.errors += i64::from(t.error_kind.is_some());
         s.input += t.usage.input_tokens.unwrap_or(0);
@@ -64,7 +72,7 @@ impl Rollup {
                  cost_uc = cost_uc + excluded.cost_uc,
                  unknown_cost_requests = unknown_cost_requests + excluded.unknown_cost_requests",
         )?;
-        for ((day, provider, model, key), s) in self.groups.drain() {
+        for ((day, provider, model, key), s) in self.groups.drain(..) {
             stmt.execute(params![
                 day,
                 provider,

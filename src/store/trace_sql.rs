@@ -3,7 +3,7 @@
 
 use crate::trace::Trace;
 use rusqlite::Connection;
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use std::sync::LazyLock;
 
 pub const COLUMNS: [&str; 27] = [
@@ -36,30 +36,35 @@ pub const COLUMNS: [&str; 27] = [
     "response_body",
 ];
 
-/// The stored values of `t`, in [`COLUMNS`] order.
-pub fn values(t: &Trace, store_bodies: bool) -> Vec<Value> {
-    let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Text);
-    let int = |n: Option<i64>| n.map_or(Value::Null, Value::Integer);
-    let body = |b: &Option<bytes::Bytes>| match b {
-        Some(b) if store_bodies => Value::Blob(b.to_vec()),
-        _ => Value::Null,
-    };
+/// The stored values of `t`, in [`COLUMNS`] order, borrowed from it.
+pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
+    fn text(s: &Option<String>) -> ValueRef<'_> {
+        s.as_deref()
+            .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_bytes()))
+    }
+    let int = |n: Option<i64>| n.map_or(ValueRef::Null, ValueRef::Integer);
+    fn body(b: &Option<bytes::Bytes>, keep: bool) -> ValueRef<'_> {
+        match b {
+            Some(b) if keep => ValueRef::Blob(b),
+            _ => ValueRef::Null,
+        }
+    }
     vec![
-        Value::Text(t.id.clone()),
-        Value::Integer(t.started_at_ms),
-        Value::Text(t.endpoint.to_string()),
+        ValueRef::Text(t.id.as_bytes()),
+        ValueRef::Integer(t.started_at_ms),
+        ValueRef::Text(t.endpoint.as_bytes()),
         text(&t.provider),
         text(&t.model_requested),
         text(&t.model_resolved),
-        Value::Integer(i64::from(t.stream)),
-        Value::Integer(i64::from(t.status)),
+        ValueRef::Integer(i64::from(t.stream)),
+        ValueRef::Integer(i64::from(t.status)),
         int(t.upstream_status.map(i64::from)),
         t.error_kind
-            .map_or(Value::Null, |k| Value::Text(k.as_str().to_string())),
+            .map_or(ValueRef::Null, |k| ValueRef::Text(k.as_str().as_bytes())),
         text(&t.error_message),
         text(&t.finish_reason),
         text(&t.upstream_request_id),
-        Value::Integer(t.total_us),
+        ValueRef::Integer(t.total_us),
         int(t.ttfb_us),
         int(t.upstream_ttfb_us),
         int(t.upstream_us),
@@ -68,17 +73,19 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<Value> {
         int(t.usage.cached_input_tokens),
         int(t.usage.cache_creation_input_tokens),
         int(t.usage.reasoning_tokens),
-        Value::Integer(t.request_bytes),
-        Value::Integer(t.response_bytes),
+        ValueRef::Integer(t.request_bytes),
+        ValueRef::Integer(t.response_bytes),
         text(&t.client_key_id),
-        body(&t.request_body),
-        body(&t.response_body),
+        body(&t.request_body, store_bodies),
+        body(&t.response_body, store_bodies),
     ]
 }
 
-pub fn insert(conn: &Connection, values: &[Value]) -> rusqlite::Result<()> {
+pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("traces", &COLUMNS));
     conn.prepare_cached(&SQL)?
-        .execute(rusqlite::params_from_iter(values.iter()))?;
+        .execute(rusqlite::params_from_iter(
+            values.iter().map(|v| ToSqlOutput::Borrowed(*v)),
+        ))?;
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct WriterStats {
     pub backpressure_waits: AtomicU64,
     pub max_batch: AtomicU64,
     pub unknown_price_requests: AtomicU64,
+    /// The deepest the queue has been (reserved + queued records).
+    pub queue_peak: AtomicU64,
     pub audit_head_seq: AtomicU64,
 }
 
@@ -84,7 +86,12 @@ impl WriterHandle {
     /// Reserves room for one record, waiting while the queue is full.
     pub async fn reserve(&self) -> Result<Slot, StoreError> {
         match self.tx.clone().try_reserve_owned() {
-            Ok(permit) => Ok(Slot(permit)),
+            Ok(permit) => {
+                self.stats
+                    .queue_peak
+                    .fetch_max(self.queue_depth() as u64, Ordering::Relaxed);
+                Ok(Slot(permit))
+            }
             Err(mpsc::error::TrySendError::Full(tx)) => {
                 self.stats
                     .backpressure_waits

@@ -16,7 +16,14 @@ use crate::metrics::Metrics;
 use crate::providers::{Provider, Router};
 use crate::store::audit_sql;
 use crate::store::{self, OpenMode, ReadPool, StoreError, Writer, WriterHandle};
+use crate::access::{AdminAuth, ClientAuth};
+use crate::ledger::prices::PriceSpec;
+use crate::secret::Secret;
+use crate::store::access_sql::{self, Mutation};
 use crate::store::{AdminEntry, Books};
+use crate::vault::Vault;
+use std::collections::BTreeMap;
+use std::sync::RwLock;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -25,11 +32,52 @@ use tokio::net::TcpListener;
 pub struct AppState {
     pub config: Config,
     pub prices: PriceBook,
-    pub router: Router,
+    router: RwLock<Arc<Router>>,
     pub client: reqwest::Client,
     pub writer: WriterHandle,
     pub reads: ReadPool,
     pub metrics: Metrics,
+    pub auth: ClientAuth,
+    pub admin: AdminAuth,
+    pub vault: Vault,
+    /// Price overrides from the config file (the database's come on top).
+    file_prices: RwLock<BTreeMap<String, PriceSpec>>,
+}
+
+impl AppState {
+    /// The routing table in force.
+    pub fn router(&self) -> Arc<Router> {
+        self.router.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Rebuilds routing after an alias change: config aliases, then the
+    /// database's on top.
+    pub async fn reload_aliases(&self) -> Result<(), StoreError> {
+        let stored = self.reads.read(access_sql::aliases).await?;
+        let mut aliases = self.config.aliases.clone();
+        aliases.extend(stored);
+        let next = self.router().with_aliases(&aliases);
+        *self.router.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        Ok(())
+    }
+
+    /// Rebuilds the price table: built-in, then the config file's
+    /// overrides, then the database's.
+    pub async fn reload_price_table(&self) -> Result<usize, String> {
+        let stored = self
+            .reads
+            .read(access_sql::price_overrides)
+            .await
+            .map_err(|e| e.to_string())?;
+        let file = self.file_prices.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let table = PriceTable::builtin()
+            .with_overrides(&file)
+            .and_then(|t| t.with_overrides(&stored))
+            .map_err(|e| e.to_string())?;
+        let n = table.len();
+        self.prices.replace(table);
+        Ok(n)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,12 +94,15 @@ pub enum StartError {
     AuditKeyMismatch(String),
     #[error("price table: {0}")]
     Prices(#[from] crate::ledger::prices::PriceError),
+    #[error(transparent)]
+    Vault(#[from] crate::vault::LoadError),
 }
 
 /// A gateway whose store is open and migrated, ready to serve.
 pub struct App {
     state: Arc<AppState>,
     writer: Writer,
+    first_admin_key: Option<Secret>,
 }
 
 impl App {
@@ -63,7 +114,22 @@ impl App {
         }
         let key = crate::audit::load_key(config.audit.key_file.as_deref(), env)?;
         check_audit_key(&conn, &key, &config)?;
-        let prices = PriceBook::new(PriceTable::builtin().with_overrides(&config.prices)?);
+        let vault = Vault::load(
+            &access_sql::provider_keys(&conn).map_err(StoreError::from)?,
+            crate::vault::load_master(config.master_key_file.as_deref(), env)?,
+        )?;
+        let (admin, first_admin_key) = admin_credential(&mut conn, &key, env)?;
+        if !config.require_client_key {
+            tracing::warn!("auth.require_client_key = false: the proxy routes are open to anyone who can reach them");
+        }
+        let stored_prices = access_sql::price_overrides(&conn).map_err(StoreError::from)?;
+        let prices = PriceBook::new(
+            PriceTable::builtin()
+                .with_overrides(&config.prices)?
+                .with_overrides(&stored_prices)?,
+        );
+        let mut aliases = config.aliases.clone();
+        aliases.extend(access_sql::aliases(&conn).map_err(StoreError::from)?);
         let books = Books {
             prices: prices.clone(),
             key,
@@ -95,18 +161,32 @@ impl App {
                 tracing::warn!(provider = %p.name, "no API key: {env} is not set; requests to this provider will fail");
             }
         }
-        let router = Router::new(providers, &config.aliases);
+        let router = Router::new(providers, &aliases);
         let reads = ReadPool::new(&config.store);
+        let file_prices = RwLock::new(config.prices.clone());
         let state = Arc::new(AppState {
             config,
             prices,
-            router,
+            router: RwLock::new(Arc::new(router)),
             client,
             writer: handle,
+            auth: ClientAuth::new(reads.clone()),
             reads,
             metrics: Metrics::default(),
+            admin,
+            vault,
+            file_prices,
         });
-        Ok(App { state, writer })
+        Ok(App {
+            state,
+            writer,
+            first_admin_key,
+        })
+    }
+
+    /// The admin credential created on this first run, to show once.
+    pub fn take_first_admin_key(&mut self) -> Option<Secret> {
+        self.first_admin_key.take()
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -116,7 +196,7 @@ impl App {
     /// Serves on `listener` until `shutdown` resolves, then drains (see the
     /// module docs) and returns once every record is committed.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
-        let App { state, writer } = self;
+        let App { state, writer, .. } = self;
         let grace = state.config.shutdown_grace;
         crate::server::serve(listener, state.clone(), shutdown, grace).await;
         drop(state);
@@ -130,7 +210,7 @@ impl App {
 
 /// A ledger is chained with one key (or none) for life: starting with another
 /// would make it unverifiable, so that is refused before anything is written.
-fn check_audit_key(
+pub fn check_audit_key(
     conn: &rusqlite::Connection,
     key: &ChainKey,
     config: &Config,
@@ -168,14 +248,56 @@ fn check_audit_key(
     Ok(())
 }
 
-/// Re-reads the price overrides from `path` and puts them in force; an
-/// audit entry records the change. Errors leave the old table in force.
+/// `TOLLGATE_ADMIN_KEY` when set; otherwise the stored credentials, creating
+/// one on the first run (returned so `serve` can show it once).
+fn admin_credential(
+    conn: &mut rusqlite::Connection,
+    key: &ChainKey,
+    env: &dyn EnvSource,
+) -> Result<(AdminAuth, Option<Secret>), StartError> {
+    if let Some(k) = env.var("TOLLGATE_ADMIN_KEY") {
+        return Ok((AdminAuth::from_plaintext(&k), None));
+    }
+    let stored = access_sql::admin_credential_hashes(conn).map_err(StoreError::from)?;
+    if !stored.is_empty() {
+        return Ok((AdminAuth::new(stored), None));
+    }
+    let new = crate::access::new_admin_key();
+    let entry = AdminEntry {
+        actor: "system".into(),
+        action: "admin_credential.create".into(),
+        subject: format!("admin:{}", new.id),
+        detail: serde_json::json!({"id": new.id, "prefix": new.prefix}).to_string(),
+        mutation: Some(Mutation::CreateAdminCredential {
+            id: new.id.clone(),
+            prefix: new.prefix.clone(),
+            hash: new.hash,
+            at_ms: crate::trace::now_ms(),
+        }),
+    };
+    store::commit_admin(conn, key, &entry).map_err(StoreError::from)?;
+    Ok((AdminAuth::new(vec![new.hash]), Some(new.plaintext)))
+}
+
+/// Re-reads the price overrides from `path` and puts them in force (with
+/// the database's on top); an audit entry records the change. Errors leave
+/// the old table in force.
 pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<usize, String> {
     let file = crate::config::FileConfig::read(path).map_err(|e| e.to_string())?;
-    let table = PriceTable::builtin()
+    PriceTable::builtin()
         .with_overrides(&file.prices)
         .map_err(|e| e.to_string())?;
-    let priced = table.len();
+    let previous = std::mem::replace(
+        &mut *state.file_prices.write().unwrap_or_else(|e| e.into_inner()),
+        file.prices.clone(),
+    );
+    let priced = match state.reload_price_table().await {
+        Ok(n) => n,
+        Err(e) => {
+            *state.file_prices.write().unwrap_or_else(|e| e.into_inner()) = previous;
+            return Err(e);
+        }
+    };
     let detail = serde_json::json!({
         "overrides": file.prices.iter().map(|(k, v)| (k.clone(), serde_json::json!({
             "input": v.input, "output": v.output,
@@ -183,7 +305,6 @@ pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<u
         }))).collect::<serde_json::Map<_, _>>(),
         "models_priced": priced,
     });
-    state.prices.replace(table);
     state
         .writer
         .audit(AdminEntry {
@@ -191,6 +312,7 @@ pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<u
             action: "prices.reload".into(),
             subject: format!("config:{}", path.display()),
             detail: detail.to_string(),
+            mutation: None,
         })
         .await
         .map_err(|e| e.to_string())?;

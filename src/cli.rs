@@ -26,6 +26,70 @@ pub enum Command {
     /// The audit ledger.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Client keys: issue, list, revoke.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Provider API keys stored encrypted in the database.
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// The master key that seals stored provider keys.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Issue a client key; it is printed once, alone on the last line.
+    Create {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        name: String,
+        /// Last valid day (YYYY-MM-DD, UTC) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Models the key may use, comma-separated (default: any).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+    },
+    /// List client keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client key by id or display prefix.
+    Revoke {
+        #[command(flatten)]
+        db: DbArgs,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// Store an API key for PROVIDER, read from standard input (never argv).
+    SetKey {
+        #[command(flatten)]
+        db: DbArgs,
+        provider: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Re-encrypt every stored provider key under a new master key, in one
+    /// transaction (works while `serve` runs).
+    Rotate {
+        #[command(flatten)]
+        db: DbArgs,
+        /// File holding the new master key (base64 of 32 bytes).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
+    /// Print a new random master key (base64), for TOLLGATE_MASTER_KEY.
+    GenerateKey,
 }
 
 #[derive(Debug, Subcommand)]

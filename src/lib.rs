@@ -3,9 +3,12 @@
 //! See `ARCHITECTURE.md` for the map. `main.rs` parses the command line and
 //! calls into [`app`]; tests call [`app::run`] or [`app::App`] the same way.
 
+pub mod access;
+pub mod admin;
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod ledger;
 pub mod metrics;
@@ -15,5 +18,6 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod trace;
+pub mod vault;
 
 pub use app::{App, run};

@@ -4,8 +4,10 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate::cli::{
-    AuditCommand, Cli, Command, CostsArgs, DbArgs, ReportCommand, ServeArgs, VerifyArgs,
+    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, ProvidersCommand, ReportCommand,
+    ServeArgs, VaultCommand, VerifyArgs,
 };
+use tollgate::commands;
 use tollgate::config::{Config, ConfigError, ProcessEnv};
 use tollgate::{App, store};
 
@@ -22,6 +24,13 @@ fn main() -> ExitCode {
         Command::Report(ReportCommand::Costs(args)) => report_costs(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
         Command::Audit(AuditCommand::Head(args)) => audit_head(args),
+        Command::Keys(cmd) => keys(cmd),
+        Command::Providers(ProvidersCommand::SetKey { db, provider }) => set_provider_key(db, &provider),
+        Command::Vault(VaultCommand::Rotate { db, new_key_file }) => rotate_vault(db, &new_key_file),
+        Command::Vault(VaultCommand::GenerateKey) => {
+            println!("{}", commands::vault::generate());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +87,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         let listen = config.listen;
         let db = config.store.path.clone();
-        let app = App::open(config, &ProcessEnv).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+        let mut app = App::open(config, &ProcessEnv).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| (EXIT_LISTEN, format!("cannot listen on {listen}: {e}")))?;
@@ -87,6 +96,12 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| (EXIT_LISTEN, e.to_string()))?;
         tracing::info!(%addr, db = %db.display(), "tollgate ready");
         println!("listening on http://{addr}");
+        if let Some(admin) = app.take_first_admin_key() {
+            println!(
+                "first run: created the admin credential (shown only now; it is stored hashed):\n{}",
+                admin.expose()
+            );
+        }
         // Weak: the reloader must not keep the writer's queue open at shutdown.
         let reload = tokio::spawn(reload_on_sighup(
             std::sync::Arc::downgrade(app.state()),
@@ -230,6 +245,50 @@ fn audit_head(args: DbArgs) -> Result<(), Failure> {
         }
         None => Err((1, "the audit ledger is empty".into())),
     }
+}
+
+fn admin_db(db: &DbArgs) -> Result<(tollgate::config::Config, rusqlite::Connection, tollgate::audit::encoding::ChainKey), Failure> {
+    let config = load(db.config.as_deref(), None, db.db.clone())?;
+    let (conn, key) = commands::open_for_admin(&config, &ProcessEnv)?;
+    Ok((config, conn, key))
+}
+
+fn keys(cmd: KeysCommand) -> Result<(), Failure> {
+    match cmd {
+        KeysCommand::Create { db, name, expires, models } => {
+            let (_, mut conn, key) = admin_db(&db)?;
+            for line in commands::keys::create(&mut conn, &key, &name, expires.as_deref(), models)? {
+                println!("{line}");
+            }
+        }
+        KeysCommand::List { db, json } => {
+            let conn = open_existing(&db)?;
+            print!("{}", commands::keys::list(&conn, json)?);
+        }
+        KeysCommand::Revoke { db, id } => {
+            let (_, mut conn, key) = admin_db(&db)?;
+            println!("{}", commands::keys::revoke(&mut conn, &key, &id)?);
+        }
+    }
+    Ok(())
+}
+
+fn set_provider_key(db: DbArgs, provider: &str) -> Result<(), Failure> {
+    let mut plaintext = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut plaintext)
+        .map_err(|e| (1, format!("cannot read the key from standard input: {e}")))?;
+    let (config, mut conn, key) = admin_db(&db)?;
+    let out = commands::vault::set_key(&mut conn, &key, &config, &ProcessEnv, provider, plaintext)?;
+    println!("{out}");
+    Ok(())
+}
+
+fn rotate_vault(db: DbArgs, new_key_file: &std::path::Path) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(new_key_file)
+        .map_err(|e| (EXIT_CONFIG, format!("cannot read {}: {e}", new_key_file.display())))?;
+    let (config, mut conn, key) = admin_db(&db)?;
+    println!("{}", commands::vault::rotate(&mut conn, &key, &config, &ProcessEnv, &text)?);
+    Ok(())
 }
 
 fn migrate(args: DbArgs) -> Result<(), Failure> {

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     UpstreamStreamError,
     ClientDisconnected,
     ShuttingDown,
+    Unauthorized,
+    Forbidden,
 }
 
 impl ErrorKind {
@@ -38,6 +40,8 @@ impl ErrorKind {
             ErrorKind::UpstreamStreamError => "upstream_stream_error",
             ErrorKind::ClientDisconnected => "client_disconnected",
             ErrorKind::ShuttingDown => "shutting_down",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
         }
     }
 }

@@ -26,6 +26,7 @@ fn serve(args: &[&str], dir: &std::path::Path, envs: &[(&str, &str)]) -> Served 
         .env_remove("TOLLGATE_DB")
         .env_remove("TOLLGATE_LISTEN")
         .env("TEST_UPSTREAM_KEY", UPSTREAM_KEY)
+        .env("TOLLGATE_ADMIN_KEY", ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in envs {

@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub upstream: UpstreamSection,
     pub traces: TracesSection,
     pub audit: AuditSection,
+    pub auth: AuthSection,
+    pub vault: VaultSection,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, String>,
     pub prices: BTreeMap<String, PriceSpec>,
@@ -36,6 +38,8 @@ impl Default for FileConfig {
             upstream: UpstreamSection::default(),
             traces: TracesSection::default(),
             audit: AuditSection::default(),
+            auth: AuthSection::default(),
+            vault: VaultSection::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
             prices: BTreeMap::new(),
@@ -129,6 +133,26 @@ impl Default for UpstreamSection {
 #[serde(default, deny_unknown_fields)]
 pub struct TracesSection {
     pub store_bodies: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub require_client_key: bool,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            require_client_key: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultSection {
+    pub master_key_file: PathBuf,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -300,6 +324,8 @@ impl FileConfig {
                 checkpoint_every_entries: self.audit.checkpoint_every_entries,
                 checkpoint_interval: Duration::from_secs(self.audit.checkpoint_interval_secs),
             },
+            require_client_key: self.auth.require_client_key,
+            master_key_file: non_empty(self.vault.master_key_file),
             providers,
             aliases: self.aliases,
             prices: self.prices,

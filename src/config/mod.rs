@@ -66,6 +66,10 @@ pub struct Config {
     pub upstream: UpstreamConfig,
     pub store_bodies: bool,
     pub audit: AuditConfig,
+    /// Proxy routes refuse requests without a valid client key.
+    pub require_client_key: bool,
+    /// Where the vault's master key lives, when not in the environment.
+    pub master_key_file: Option<PathBuf>,
     pub providers: Vec<ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
     /// Price overrides by `provider/model`, checked to parse.

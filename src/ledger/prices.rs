@@ -154,7 +154,7 @@ fn parse_decimal(s: &str) -> Result<i64, Malformed> {
 }
 
 /// A price as written in config: decimal strings of USD per 1M tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     pub input: String,

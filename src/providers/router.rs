@@ -61,6 +61,18 @@ impl Router {
         self.by_model.get(target).map(|&i| self.route(i, target))
     }
 
+    /// The same providers with another alias table.
+    pub fn with_aliases(&self, aliases: &std::collections::BTreeMap<String, String>) -> Router {
+        let mut next = Router {
+            providers: self.providers.clone(),
+            by_name: self.by_name.clone(),
+            by_model: self.by_model.clone(),
+            aliases: Vec::new(),
+        };
+        next.aliases = aliases.iter().map(|(a, t)| (a.clone(), t.clone())).collect();
+        next
+    }
+
     fn route(&self, i: usize, model: &str) -> Route {
         Route {
             provider: self.providers[i].clone(),

@@ -3,6 +3,7 @@
 //! wrong and what to do, and never carry internal details or secrets.
 
 use super::{Body, full};
+use crate::access::AuthError;
 use crate::config::Protocol;
 use crate::trace::ErrorKind;
 use http::{HeaderValue, Response, StatusCode, header};
@@ -44,6 +45,22 @@ pub enum ProxyError {
     UpstreamTimeout(String),
     #[error("The gateway is shutting down; retry shortly.")]
     ShuttingDown,
+    #[error("{}", auth_message(.0))]
+    Unauthorized(AuthError),
+    #[error("This API key is not allowed to use the model `{0}`.")]
+    ModelNotAllowed(String),
+}
+
+fn auth_message(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Missing => {
+            "Missing API key. Send your tollgate client key as `Authorization: Bearer tg-…` or `x-api-key: tg-…`."
+        }
+        AuthError::Invalid => "Incorrect API key provided.",
+        AuthError::Revoked => "This API key has been revoked.",
+        AuthError::Expired => "This API key has expired.",
+        AuthError::Unavailable => "Keys cannot be checked right now; retry shortly.",
+    }
 }
 
 impl ProxyError {
@@ -60,6 +77,9 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unauthorized(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -77,6 +97,8 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => ErrorKind::UpstreamUnreachable,
             ProxyError::UpstreamTimeout(_) => ErrorKind::UpstreamTimeout,
             ProxyError::ShuttingDown => ErrorKind::ShuttingDown,
+            ProxyError::Unauthorized(_) => ErrorKind::Unauthorized,
+            ProxyError::ModelNotAllowed(_) => ErrorKind::Forbidden,
         }
     }
 
@@ -90,12 +112,17 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => ("server_error", Some("upstream_unreachable")),
             ProxyError::UpstreamTimeout(_) => ("server_error", Some("upstream_timeout")),
             ProxyError::ShuttingDown => ("server_error", Some("shutting_down")),
+            ProxyError::Unauthorized(AuthError::Unavailable) => ("server_error", None),
+            ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
             _ => ("invalid_request_error", None),
         }
     }
 
     fn anthropic_type(&self) -> &'static str {
         match self.status() {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
             StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",

@@ -79,6 +79,7 @@ where
         (&Method::GET, "/v1/models") => return models::list(&state, &req),
         (&Method::GET, "/healthz") => return health(&state).await,
         (&Method::GET, "/metrics") => return crate::metrics::render(&state),
+        (_, path) if path.starts_with("/admin/") => return crate::admin::handle(state, req).await,
         (method, path) => {
             let protocol = if path.starts_with("/v1/messages")
                 || req.headers().contains_key("anthropic-version")
@@ -112,7 +113,23 @@ where
     let mut pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
 
-    let mut response = match request::prepare(&state, req, endpoint, &mut pending.trace).await {
+    let key = if state.config.require_client_key {
+        match state.auth.authenticate(req.headers(), pending.trace.started_at_ms).await {
+            Ok(key) => Some(key),
+            Err(e) => {
+                let mut response = fail(ProxyError::Unauthorized(e), protocol, pending);
+                if let Some(id) = request_id {
+                    response.headers_mut().insert("x-tollgate-request-id", id);
+                }
+                return response;
+            }
+        }
+    } else {
+        None
+    };
+    pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
+
+    let mut response = match request::prepare(&state, req, endpoint, key.as_ref(), &mut pending.trace).await {
         Ok(prepared) => match upstream::send(&state, prepared, &mut pending.trace).await {
             Ok(call) => ObservedBody::respond(&state, call, pending),
             Err(e) => fail(e, protocol, pending),

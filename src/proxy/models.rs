@@ -8,16 +8,17 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 
 pub fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    let router = state.router();
     let mut seen = HashSet::new();
     let mut entries: Vec<(String, String)> = Vec::new();
-    for provider in state.router.providers() {
+    for provider in router.providers() {
         for model in &provider.models {
             if seen.insert(model.clone()) {
                 entries.push((model.clone(), provider.name.clone()));
             }
         }
     }
-    for (alias, target) in state.router.aliases() {
+    for (alias, target) in router.aliases() {
         if seen.insert(alias.to_string()) {
             let owner = target.split_once('/').map(|(p, _)| p).unwrap_or(target);
             entries.push((alias.to_string(), owner.to_string()));

@@ -2,6 +2,7 @@
 
 use super::Endpoint;
 use super::error::ProxyError;
+use crate::access::{ClientKey, model_allowed};
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
@@ -44,6 +45,7 @@ pub async fn prepare<B>(
     state: &AppState,
     req: Request<B>,
     endpoint: Endpoint,
+    key: Option<&ClientKey>,
     trace: &mut Trace,
 ) -> Result<Prepared, ProxyError>
 where
@@ -88,11 +90,16 @@ where
     trace.stream = stream;
 
     let route = state
-        .router
+        .router()
         .resolve(requested)
         .ok_or_else(|| ProxyError::UnknownModel(requested.to_string()))?;
     trace.provider = Some(route.provider.name.clone());
     trace.model_resolved = Some(route.model.clone());
+    if let Some(key) = key
+        && !model_allowed(key, requested, &route.provider.name, &route.model)
+    {
+        return Err(ProxyError::ModelNotAllowed(requested.to_string()));
+    }
     if route.provider.protocol != endpoint.protocol() {
         return Err(ProxyError::WrongProtocol {
             model: requested.to_string(),

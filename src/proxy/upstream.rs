@@ -6,6 +6,8 @@ use super::request::Prepared;
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
+use crate::store::AdminEntry;
+use crate::store::access_sql::Mutation;
 use crate::trace::Trace;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use std::time::Instant;
@@ -53,31 +55,6 @@ pub async fn send(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    match (&provider.api_key, &provider.api_key_env) {
-        (Some(key), _) => {
-            let (name, value) = match provider.protocol {
-                Protocol::Openai => (header::AUTHORIZATION, format!("Bearer {}", key.expose())),
-                Protocol::Anthropic => (
-                    HeaderName::from_static("x-api-key"),
-                    key.expose().to_string(),
-                ),
-            };
-            let mut value =
-                HeaderValue::from_str(&value).map_err(|_| ProxyError::MissingProviderKey {
-                    provider: provider.name.clone(),
-                    env: provider.api_key_env.clone().unwrap_or_default(),
-                })?;
-            value.set_sensitive(true);
-            headers.insert(name, value);
-        }
-        (None, Some(env)) => {
-            return Err(ProxyError::MissingProviderKey {
-                provider: provider.name.clone(),
-                env: env.clone(),
-            });
-        }
-        (None, None) => {}
-    }
     if provider.protocol == Protocol::Anthropic
         && !headers.contains_key("anthropic-version")
         && let Ok(v) = HeaderValue::from_str(&provider.anthropic_version)
@@ -88,29 +65,77 @@ pub async fn send(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-
     let url = provider.url(prepared.endpoint.upstream_path());
-    let sent_at = Instant::now();
-    trace.upstream_attempted = true;
-    let request = state.client.post(url).headers(headers).body(prepared.body);
-    let response = match tokio::time::timeout(
-        state.config.upstream.first_byte_timeout,
-        request.send(),
-    )
-    .await
-    {
-        Err(_) => return Err(ProxyError::UpstreamTimeout(provider.name.clone())),
-        Ok(Err(e)) if e.is_timeout() => {
-            return Err(ProxyError::UpstreamTimeout(provider.name.clone()));
-        }
-        Ok(Err(e)) => {
-            if e.is_connect() {
-                trace.upstream_attempted = false;
+
+    // Vault keys first, spread round robin; a key the upstream refuses with
+    // 401 is set aside and the request tried with the next one.
+    let mut refused: Vec<String> = Vec::new();
+    let (response, sent_at) = loop {
+        let chosen = state.vault.pick(&provider.name, &refused);
+        let credential = match (&chosen, &provider.api_key, &provider.api_key_env) {
+            (Some(c), _, _) => Some(c.key.expose()),
+            (None, Some(key), _) => Some(key.expose()),
+            (None, None, Some(env)) => {
+                return Err(ProxyError::MissingProviderKey {
+                    provider: provider.name.clone(),
+                    env: if state.vault.has_keys(&provider.name) {
+                        format!("{env}, and every stored key was refused by the upstream")
+                    } else {
+                        env.clone()
+                    },
+                });
             }
-            tracing::warn!(provider = %provider.name, error = %e, "upstream request failed");
-            return Err(ProxyError::UpstreamUnreachable(provider.name.clone()));
+            (None, None, None) => None,
+        };
+        let mut attempt = headers.clone();
+        if let Some(key) = credential {
+            let (name, value) = match provider.protocol {
+                Protocol::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
+                Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.to_string()),
+            };
+            let mut value = HeaderValue::from_str(&value).map_err(|_| ProxyError::MissingProviderKey {
+                provider: provider.name.clone(),
+                env: "a key with characters not allowed in a header".into(),
+            })?;
+            value.set_sensitive(true);
+            attempt.insert(name, value);
         }
-        Ok(Ok(response)) => response,
+        let sent_at = Instant::now();
+        trace.upstream_attempted = true;
+        let request = state
+            .client
+            .post(&url)
+            .headers(attempt)
+            .body(prepared.body.clone());
+        let response = match tokio::time::timeout(
+            state.config.upstream.first_byte_timeout,
+            request.send(),
+        )
+        .await
+        {
+            Err(_) => return Err(ProxyError::UpstreamTimeout(provider.name.clone())),
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(ProxyError::UpstreamTimeout(provider.name.clone()));
+            }
+            Ok(Err(e)) => {
+                if e.is_connect() {
+                    trace.upstream_attempted = false;
+                }
+                tracing::warn!(provider = %provider.name, error = %e, "upstream request failed");
+                return Err(ProxyError::UpstreamUnreachable(provider.name.clone()));
+            }
+            Ok(Ok(response)) => response,
+        };
+        if response.status() == http::StatusCode::UNAUTHORIZED
+            && let Some(c) = chosen
+        {
+            set_aside(state, &provider.name, &c.id);
+            refused.push(c.id);
+            if state.vault.pick(&provider.name, &refused).is_some() {
+                continue;
+            }
+        }
+        break (response, sent_at);
     };
     trace.status = response.status().as_u16();
     trace.upstream_status = Some(trace.status);
@@ -126,6 +151,33 @@ pub async fn send(
         strip_injected_usage: prepared.strip_injected_usage,
         sent_at,
     })
+}
+
+/// Marks a stored provider key the upstream refused, in memory at once and
+/// in the database (with its audit entry) in the background.
+fn set_aside(state: &AppState, provider: &str, id: &str) {
+    if !state.vault.disable(id) {
+        return;
+    }
+    tracing::warn!(provider, key_id = id, "the upstream refused a stored provider key (401); it is set aside");
+    let writer = state.writer.clone();
+    let entry = AdminEntry {
+        actor: "system".into(),
+        action: "provider_key.disable".into(),
+        subject: format!("provider_key:{id}"),
+        detail: serde_json::json!({"id": id, "provider": provider, "reason": "upstream answered 401"}).to_string(),
+        mutation: Some(Mutation::DisableProviderKey {
+            id: id.to_string(),
+            at_ms: crate::trace::now_ms(),
+            reason: "upstream answered 401".into(),
+        }),
+    };
+    // At most once per stored key (disable() said it was enabled).
+    tokio::spawn(async move {
+        if let Err(e) = writer.audit(entry).await {
+            tracing::error!(error = %e, "could not record the disabled provider key");
+        }
+    });
 }
 
 fn forwardable(incoming: &HeaderMap) -> HeaderMap {

@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_ledger.sql",
         include_str!("../../migrations/0002_ledger.sql"),
     ),
+    (
+        3,
+        "0003_access.sql",
+        include_str!("../../migrations/0003_access.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -5,6 +5,7 @@
 //! connections ([`reader`]). Everything else reaches the database through the
 //! handles defined here, so that another backend can replace this module.
 
+pub mod access_sql;
 pub mod audit_sql;
 mod connection;
 pub mod cost_sql;
@@ -35,6 +36,20 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     Rejected(String),
+}
+
+/// Applies one administrative change with its audit entry in a transaction
+/// of its own: how CLI commands change a database `serve` may be using.
+pub fn commit_admin(
+    conn: &mut rusqlite::Connection,
+    key: &crate::audit::encoding::ChainKey,
+    entry: &AdminEntry,
+) -> rusqlite::Result<audit_sql::Head> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let head = audit_sql::head(&tx)?;
+    let head = writer::write_admin(&tx, key, head, entry)?;
+    tx.commit()?;
+    Ok(head)
 }
 
 /// `INSERT INTO table (columns…) VALUES (?1…)`.

@@ -10,6 +10,7 @@
 
 use super::audit_sql::{self, Head};
 use super::rollup_sql::Rollup;
+use super::access_sql::{self, Mutation};
 use super::{StoreError, cost_sql, trace_sql};
 use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;
@@ -41,6 +42,8 @@ pub struct AdminEntry {
     pub action: String,
     pub subject: String,
     pub detail: String,
+    /// The change itself, applied in the same transaction as the entry.
+    pub mutation: Option<Mutation>,
 }
 
 /// What the writer needs to keep the books.
@@ -395,12 +398,17 @@ fn write_request(
     )
 }
 
-fn write_admin(
+/// Applies an administrative change and appends its entry, in the caller's
+/// transaction.
+pub(super) fn write_admin(
     conn: &Connection,
     key: &ChainKey,
     head: Option<Head>,
     e: &AdminEntry,
 ) -> rusqlite::Result<Head> {
+    if let Some(m) = &e.mutation {
+        access_sql::apply(conn, m)?;
+    }
     let digest = audit::encoding::detail_digest(&e.detail);
     audit_sql::append(
         conn,

@@ -12,6 +12,7 @@ use tollgate::config::{Config, FileConfig};
 use tollgate_mock_upstream::{MockConfig, MockUpstream};
 
 pub const UPSTREAM_KEY: &str = "sk-upstream-test-key-0123456789";
+pub const ADMIN_KEY: &str = "tga-test-admin-credential-0123456789";
 
 pub struct Gateway {
     pub addr: std::net::SocketAddr,
@@ -31,6 +32,12 @@ pub fn config_toml(base_url: &str, db: &std::path::Path, extra: &str) -> String 
     } else {
         ("", extra)
     };
+    // Tests of other things run the proxy open; tests/access.rs turns keys on.
+    let auth = if extra.contains("[auth]") {
+        ""
+    } else {
+        "[auth]\nrequire_client_key = false\n"
+    };
     format!(
         r#"
 [server]
@@ -41,6 +48,7 @@ shutdown_grace_secs = 5
 path = "{db}"
 [writer]
 batch_max_delay_ms = 2
+{auth}
 {extra}
 [[providers]]
 name = "openai"
@@ -64,7 +72,11 @@ fast = "openai/gpt-4o-mini"
 }
 
 pub fn test_env(name: &str) -> Option<String> {
-    (name == "TEST_UPSTREAM_KEY").then(|| UPSTREAM_KEY.to_string())
+    match name {
+        "TEST_UPSTREAM_KEY" => Some(UPSTREAM_KEY.to_string()),
+        "TOLLGATE_ADMIN_KEY" => Some(ADMIN_KEY.to_string()),
+        _ => None,
+    }
 }
 
 impl Gateway {

@@ -1,0 +1,50 @@
+//! Admin API errors: `{"error": {"type", "message"}}` with a fitting status.
+//! Messages never carry internal details (database errors are logged).
+
+use crate::proxy::{Body, full};
+use http::{HeaderValue, Response, StatusCode, header};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("Missing or wrong admin credential: send it as `Authorization: Bearer tga-…`.")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("The change could not be saved; see the server log.")]
+    Internal,
+}
+
+impl AdminError {
+    fn status(&self) -> (StatusCode, &'static str) {
+        match self {
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AdminError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> AdminError {
+        tracing::error!(error = %e, "admin API failure");
+        AdminError::Internal
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, kind) = self.status();
+        let body = serde_json::json!({"error": {"type": kind, "message": self.to_string()}});
+        let mut resp = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

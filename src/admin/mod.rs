@@ -1,0 +1,133 @@
+//! The admin API, JSON under `/admin/v1/`, behind the admin credential.
+//! Every change goes through the writer with its audit entry (actor
+//! `admin`) and takes effect in this process at once. Described by the
+//! OpenAPI document at `/admin/v1/openapi.json`.
+
+mod error;
+mod handlers;
+
+use crate::app::AppState;
+use crate::proxy::{Body, full};
+use bytes::Bytes;
+use error::AdminError;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use serde::Serialize;
+use std::sync::Arc;
+
+const MAX_BODY: usize = 1024 * 1024;
+const OPENAPI: &str = include_str!("openapi.json");
+
+pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let presented = crate::access::ClientAuth::presented(req.headers()).unwrap_or("");
+    if !state.admin.check(presented) {
+        return AdminError::Unauthorized.into_response();
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path
+        .strip_prefix("/admin/v1")
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let s = &state;
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["openapi.json"]) => {
+            let mut resp = Response::new(full(OPENAPI));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return resp;
+        }
+        (&Method::GET, ["keys"]) => handlers::list_keys(s).await,
+        (&Method::POST, ["keys"]) => handlers::create_key(s, &body).await,
+        (&Method::POST, ["keys", id, "revoke"]) | (&Method::DELETE, ["keys", id]) => {
+            handlers::revoke_key(s, id).await
+        }
+        (&Method::GET, ["provider-keys"]) => handlers::list_provider_keys(s).await,
+        (&Method::POST, ["provider-keys"]) => handlers::set_provider_key(s, &body).await,
+        (&Method::DELETE, ["provider-keys", id]) => handlers::delete_provider_key(s, id).await,
+        (&Method::POST, ["vault", "rotate"]) => handlers::rotate_vault(s, &body).await,
+        (&Method::GET, ["aliases"]) => handlers::list_aliases(s).await,
+        (&Method::PUT, ["aliases", name]) => handlers::set_alias(s, name, &body).await,
+        (&Method::DELETE, ["aliases", name]) => handlers::delete_alias(s, name).await,
+        (&Method::GET, ["prices"]) => handlers::list_prices(s).await,
+        (&Method::PUT, ["prices", provider, model]) => {
+            handlers::set_price(s, provider, model, &body).await
+        }
+        (&Method::DELETE, ["prices", provider, model]) => {
+            handlers::delete_price(s, provider, model).await
+        }
+        _ => Err(AdminError::NotFound(format!("no admin route {method} {path}"))),
+    };
+    match result {
+        Ok(reply) => reply.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_body<B>(req: Request<B>) -> Result<Bytes, AdminError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| AdminError::BadRequest(format!("the body must be JSON of at most {MAX_BODY} bytes")))
+}
+
+/// A successful answer: status and JSON.
+pub struct Reply {
+    status: StatusCode,
+    body: Option<serde_json::Value>,
+}
+
+impl Reply {
+    pub fn ok(body: impl Serialize) -> Reply {
+        Reply::with(StatusCode::OK, body)
+    }
+
+    pub fn created(body: impl Serialize) -> Reply {
+        Reply::with(StatusCode::CREATED, body)
+    }
+
+    pub fn no_content() -> Reply {
+        Reply {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+
+    fn with(status: StatusCode, body: impl Serialize) -> Reply {
+        Reply {
+            status,
+            body: Some(serde_json::to_value(body).unwrap_or_default()),
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let bytes = self
+            .body
+            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
+            .unwrap_or_default();
+        let mut resp = Response::new(full(bytes));
+        *resp.status_mut() = self.status;
+        if self.status != StatusCode::NO_CONTENT {
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}

@@ -1,0 +1,102 @@
+//! `tollgate keys create|list|revoke`.
+
+use super::{EXIT_DATABASE, Failure, actor, commit};
+use crate::audit::encoding::ChainKey;
+use crate::store::AdminEntry;
+use crate::store::access_sql::{self, ClientKeyRow, Mutation};
+use rusqlite::Connection;
+
+fn ms_to_text(ms: Option<i64>) -> String {
+    let Some(ms) = ms else { return "-".into() };
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Creates a key; returns the lines to print, the key alone on the last.
+pub fn create(
+    conn: &mut Connection,
+    key: &ChainKey,
+    name: &str,
+    expires: Option<&str>,
+    models: Option<Vec<String>>,
+) -> Result<Vec<String>, Failure> {
+    let (row, plaintext) = crate::access::client_key_row(name, expires, models).map_err(|e| (2, e))?;
+    let detail = serde_json::json!({
+        "id": row.id, "name": row.name, "prefix": row.prefix,
+        "models": row.models, "expires_at": row.expires_at_ms,
+    });
+    commit(
+        conn,
+        key,
+        AdminEntry {
+            actor: actor(),
+            action: "client_key.create".into(),
+            subject: format!("client_key:{}", row.id),
+            detail: detail.to_string(),
+            mutation: Some(Mutation::CreateClientKey(row.clone())),
+        },
+    )?;
+    Ok(vec![
+        format!("created client key {} ({}), expires {}", row.id, row.name, ms_to_text(row.expires_at_ms)),
+        "the key is shown only now; store it safely:".into(),
+        plaintext.expose().to_string(),
+    ])
+}
+
+pub fn list(conn: &Connection, json: bool) -> Result<String, Failure> {
+    let keys = access_sql::client_keys(conn).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+    if json {
+        let out: Vec<serde_json::Value> = keys.iter().map(as_json).collect();
+        return Ok(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n");
+    }
+    let mut out = format!("{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} MODELS\n", "ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "REVOKED");
+    for k in &keys {
+        out.push_str(&format!(
+            "{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} {}\n",
+            k.id,
+            k.name,
+            k.prefix,
+            ms_to_text(Some(k.created_at_ms)),
+            ms_to_text(k.expires_at_ms),
+            ms_to_text(k.revoked_at_ms),
+            k.models.as_ref().map_or("any".to_string(), |m| m.join(",")),
+        ));
+    }
+    Ok(out)
+}
+
+fn as_json(k: &ClientKeyRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": k.id, "name": k.name, "prefix": k.prefix, "models": k.models,
+        "created_at": ms_to_text(Some(k.created_at_ms)),
+        "expires_at": k.expires_at_ms.map(|m| ms_to_text(Some(m))),
+        "revoked_at": k.revoked_at_ms.map(|m| ms_to_text(Some(m))),
+    })
+}
+
+pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<String, Failure> {
+    let found = access_sql::find_client_keys(conn, needle).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+    let target = match found.as_slice() {
+        [k] => k.clone(),
+        [] => return Err((1, format!("no client key with id or prefix {needle:?}"))),
+        _ => return Err((1, format!("{needle:?} matches several keys; use the id"))),
+    };
+    if target.revoked_at_ms.is_some() {
+        return Err((1, format!("client key {} is already revoked", target.id)));
+    }
+    let at = crate::trace::now_ms();
+    commit(
+        conn,
+        key,
+        AdminEntry {
+            actor: actor(),
+            action: "client_key.revoke".into(),
+            subject: format!("client_key:{}", target.id),
+            detail: serde_json::json!({"id": target.id, "revoked_at": at}).to_string(),
+            mutation: Some(Mutation::RevokeClientKey { id: target.id.clone(), at_ms: at }),
+        },
+    )?;
+    Ok(format!("revoked client key {} ({}); a running gateway refuses it within a second", target.id, target.name))
+}

@@ -1,0 +1,227 @@
+//! SQL for access control and runtime settings: client keys, admin
+//! credentials, sealed provider keys, aliases, price overrides. Every change
+//! is a [`Mutation`], applied by [`apply`] inside the transaction that also
+//! appends its audit entry — in the writer thread when `serve` makes it, in
+//! the CLI's own transaction otherwise.
+
+use crate::ledger::prices::PriceSpec;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClientKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    #[serde(skip)]
+    pub hash: [u8; 32],
+    pub models: Option<Vec<String>>,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderKeyRow {
+    pub id: String,
+    pub provider: String,
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
+    pub master_key_id: String,
+    pub last4: String,
+    pub created_at_ms: i64,
+    pub disabled_at_ms: Option<i64>,
+    pub disabled_reason: Option<String>,
+}
+
+/// A change to access or settings, applied with its audit entry.
+#[derive(Clone, Debug)]
+pub enum Mutation {
+    CreateClientKey(ClientKeyRow),
+    RevokeClientKey { id: String, at_ms: i64 },
+    CreateAdminCredential { id: String, prefix: String, hash: [u8; 32], at_ms: i64 },
+    SetProviderKey(ProviderKeyRow),
+    DeleteProviderKey { id: String },
+    DisableProviderKey { id: String, at_ms: i64, reason: String },
+    /// Every provider key re-sealed: `(id, nonce, ciphertext)` under
+    /// `master_key_id`. Refused unless it covers every stored key.
+    ResealProviderKeys { master_key_id: String, rows: Vec<(String, [u8; 12], Vec<u8>)> },
+    SetAlias { name: String, target: String, at_ms: i64 },
+    DeleteAlias { name: String },
+    SetPrice { provider: String, model: String, spec: PriceSpec, at_ms: i64 },
+    DeletePrice { provider: String, model: String },
+}
+
+fn changed(n: usize) -> rusqlite::Result<()> {
+    if n == 0 {
+        Err(rusqlite::Error::QueryReturnedNoRows)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
+    match m {
+        Mutation::CreateClientKey(k) => {
+            let models = k.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+            conn.execute(
+                "INSERT INTO client_keys (id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+                params![k.id, k.name, k.prefix, &k.hash[..], models, k.created_at_ms, k.expires_at_ms],
+            )
+            .map(drop)
+        }
+        Mutation::RevokeClientKey { id, at_ms } => changed(conn.execute(
+            "UPDATE client_keys SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
+            params![id, at_ms],
+        )?),
+        Mutation::CreateAdminCredential { id, prefix, hash, at_ms } => conn
+            .execute(
+                "INSERT INTO admin_credentials (id, prefix, hash, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![id, prefix, &hash[..], at_ms],
+            )
+            .map(drop),
+        Mutation::SetProviderKey(k) => conn
+            .execute(
+                "INSERT INTO provider_keys (id, provider, nonce, ciphertext, master_key_id, last4, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![k.id, k.provider, &k.nonce[..], k.ciphertext, k.master_key_id, k.last4, k.created_at_ms],
+            )
+            .map(drop),
+        Mutation::DeleteProviderKey { id } => {
+            changed(conn.execute("DELETE FROM provider_keys WHERE id = ?1", [id])?)
+        }
+        Mutation::DisableProviderKey { id, at_ms, reason } => changed(conn.execute(
+            "UPDATE provider_keys SET disabled_at_ms = ?2, disabled_reason = ?3 WHERE id = ?1",
+            params![id, at_ms, reason],
+        )?),
+        Mutation::ResealProviderKeys { master_key_id, rows } => {
+            let stored: i64 = conn.query_row("SELECT count(*) FROM provider_keys", [], |r| r.get(0))?;
+            if stored != rows.len() as i64 {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+            let mut stmt = conn.prepare(
+                "UPDATE provider_keys SET nonce = ?2, ciphertext = ?3, master_key_id = ?4 WHERE id = ?1",
+            )?;
+            for (id, nonce, ciphertext) in rows {
+                changed(stmt.execute(params![id, &nonce[..], ciphertext, master_key_id])?)?;
+            }
+            Ok(())
+        }
+        Mutation::SetAlias { name, target, at_ms } => conn
+            .execute(
+                "INSERT INTO aliases (name, target, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET target = excluded.target, updated_at_ms = excluded.updated_at_ms",
+                params![name, target, at_ms],
+            )
+            .map(drop),
+        Mutation::DeleteAlias { name } => {
+            changed(conn.execute("DELETE FROM aliases WHERE name = ?1", [name])?)
+        }
+        Mutation::SetPrice { provider, model, spec, at_ms } => conn
+            .execute(
+                "INSERT INTO price_overrides (provider, model, input, output, cached_input, cache_write, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (provider, model) DO UPDATE SET input = excluded.input, output = excluded.output,
+                     cached_input = excluded.cached_input, cache_write = excluded.cache_write,
+                     updated_at_ms = excluded.updated_at_ms",
+                params![provider, model, spec.input, spec.output, spec.cached_input, spec.cache_write, at_ms],
+            )
+            .map(drop),
+        Mutation::DeletePrice { provider, model } => changed(conn.execute(
+            "DELETE FROM price_overrides WHERE provider = ?1 AND model = ?2",
+            params![provider, model],
+        )?),
+    }
+}
+
+const CLIENT_KEY_COLUMNS: &str =
+    "id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms";
+
+fn client_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientKeyRow> {
+    let hash: Vec<u8> = r.get(3)?;
+    let models: Option<String> = r.get(4)?;
+    Ok(ClientKeyRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        hash: hash.try_into().unwrap_or([0; 32]),
+        models: models.and_then(|m| serde_json::from_str(&m).ok()),
+        created_at_ms: r.get(5)?,
+        expires_at_ms: r.get(6)?,
+        revoked_at_ms: r.get(7)?,
+    })
+}
+
+pub fn client_key_by_hash(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<ClientKeyRow>> {
+    conn.prepare_cached(&format!("SELECT {CLIENT_KEY_COLUMNS} FROM client_keys WHERE hash = ?1"))?
+        .query_row([&hash[..]], client_key)
+        .optional()
+}
+
+pub fn client_keys(conn: &Connection) -> rusqlite::Result<Vec<ClientKeyRow>> {
+    conn.prepare(&format!("SELECT {CLIENT_KEY_COLUMNS} FROM client_keys ORDER BY created_at_ms, id"))?
+        .query_map([], client_key)?
+        .collect()
+}
+
+/// Keys whose id or display prefix is `needle`.
+pub fn find_client_keys(conn: &Connection, needle: &str) -> rusqlite::Result<Vec<ClientKeyRow>> {
+    conn.prepare(&format!(
+        "SELECT {CLIENT_KEY_COLUMNS} FROM client_keys WHERE id = ?1 OR prefix = ?1 ORDER BY id"
+    ))?
+    .query_map([needle], client_key)?
+    .collect()
+}
+
+pub fn admin_credential_hashes(conn: &Connection) -> rusqlite::Result<Vec<[u8; 32]>> {
+    conn.prepare("SELECT hash FROM admin_credentials")?
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|h| h.map(|h| h.try_into().unwrap_or([0; 32])))
+        .collect()
+}
+
+pub fn provider_keys(conn: &Connection) -> rusqlite::Result<Vec<ProviderKeyRow>> {
+    conn.prepare(
+        "SELECT id, provider, nonce, ciphertext, master_key_id, last4, created_at_ms, disabled_at_ms, disabled_reason
+         FROM provider_keys ORDER BY provider, created_at_ms, id",
+    )?
+    .query_map([], |r| {
+        let nonce: Vec<u8> = r.get(2)?;
+        Ok(ProviderKeyRow {
+            id: r.get(0)?,
+            provider: r.get(1)?,
+            nonce: nonce.try_into().unwrap_or([0; 12]),
+            ciphertext: r.get(3)?,
+            master_key_id: r.get(4)?,
+            last4: r.get(5)?,
+            created_at_ms: r.get(6)?,
+            disabled_at_ms: r.get(7)?,
+            disabled_reason: r.get(8)?,
+        })
+    })?
+    .collect()
+}
+
+pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
+    conn.prepare("SELECT name, target FROM aliases")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// Price overrides keyed `provider/model`.
+pub fn price_overrides(conn: &Connection) -> rusqlite::Result<BTreeMap<String, PriceSpec>> {
+    conn.prepare("SELECT provider, model, input, output, cached_input, cache_write FROM price_overrides")?
+        .query_map([], |r| {
+            Ok((
+                format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                PriceSpec {
+                    input: r.get(2)?,
+                    output: r.get(3)?,
+                    cached_input: r.get(4)?,
+                    cache_write: r.get(5)?,
+                },
+            ))
+        })?
+        .collect()
+}

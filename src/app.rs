@@ -7,25 +7,25 @@
 //! 3. drop the last handles to the writer's queue, which closes it;
 //! 4. join the writer once it has committed everything queued.
 
+use crate::access::{AdminAuth, ClientAuth};
 use crate::audit::Checkpointer;
 use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
 use crate::ledger::PriceBook;
+use crate::ledger::prices::PriceSpec;
 use crate::ledger::prices::PriceTable;
 use crate::metrics::Metrics;
 use crate::providers::{Provider, Router};
-use crate::store::audit_sql;
-use crate::store::{self, OpenMode, ReadPool, StoreError, Writer, WriterHandle};
-use crate::access::{AdminAuth, ClientAuth};
-use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
 use crate::store::access_sql::{self, Mutation};
+use crate::store::audit_sql;
+use crate::store::{self, OpenMode, ReadPool, StoreError, Writer, WriterHandle};
 use crate::store::{AdminEntry, Books};
 use crate::vault::Vault;
 use std::collections::BTreeMap;
-use std::sync::RwLock;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::RwLock;
 use tokio::net::TcpListener;
 
 /// Everything a request handler needs, shared by all connections.
@@ -47,7 +47,10 @@ pub struct AppState {
 impl AppState {
     /// The routing table in force.
     pub fn router(&self) -> Arc<Router> {
-        self.router.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.router
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Rebuilds routing after an alias change: config aliases, then the
@@ -69,7 +72,11 @@ impl AppState {
             .read(access_sql::price_overrides)
             .await
             .map_err(|e| e.to_string())?;
-        let file = self.file_prices.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let file = self
+            .file_prices
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let table = PriceTable::builtin()
             .with_overrides(&file)
             .and_then(|t| t.with_overrides(&stored))
@@ -120,7 +127,9 @@ impl App {
         )?;
         let (admin, first_admin_key) = admin_credential(&mut conn, &key, env)?;
         if !config.require_client_key {
-            tracing::warn!("auth.require_client_key = false: the proxy routes are open to anyone who can reach them");
+            tracing::warn!(
+                "auth.require_client_key = false: the proxy routes are open to anyone who can reach them"
+            );
         }
         let stored_prices = access_sql::price_overrides(&conn).map_err(StoreError::from)?;
         let prices = PriceBook::new(

@@ -25,8 +25,12 @@ fn main() -> ExitCode {
         Command::Audit(AuditCommand::Verify(args)) => audit_verify(args),
         Command::Audit(AuditCommand::Head(args)) => audit_head(args),
         Command::Keys(cmd) => keys(cmd),
-        Command::Providers(ProvidersCommand::SetKey { db, provider }) => set_provider_key(db, &provider),
-        Command::Vault(VaultCommand::Rotate { db, new_key_file }) => rotate_vault(db, &new_key_file),
+        Command::Providers(ProvidersCommand::SetKey { db, provider }) => {
+            set_provider_key(db, &provider)
+        }
+        Command::Vault(VaultCommand::Rotate { db, new_key_file }) => {
+            rotate_vault(db, &new_key_file)
+        }
         Command::Vault(VaultCommand::GenerateKey) => {
             println!("{}", commands::vault::generate());
             Ok(())
@@ -147,11 +151,24 @@ async fn reload_on_sighup(
             return;
         };
         while hup.recv().await.is_some() {
+            let Some(state) = state.upgrade() else { return };
+            match state
+                .reads
+                .read(tollgate::store::access_sql::provider_keys)
+                .await
+            {
+                Ok(rows) => match state.vault.sync(&rows) {
+                    Ok(n) => tracing::info!(added = n, "provider keys reloaded"),
+                    Err(e) => tracing::error!(error = %e, "provider keys not reloaded"),
+                },
+                Err(e) => tracing::error!(error = %e, "provider keys not reloaded"),
+            }
             let Some(path) = &path else {
-                tracing::warn!("SIGHUP: there is no config file to reload (start with --config)");
+                tracing::warn!(
+                    "SIGHUP: no config file to reload prices from (start with --config)"
+                );
                 continue;
             };
-            let Some(state) = state.upgrade() else { return };
             match tollgate::app::reload_prices(&state, path).await {
                 Ok(n) => tracing::info!(models = n, file = %path.display(), "prices reloaded"),
                 Err(e) => {
@@ -247,7 +264,16 @@ fn audit_head(args: DbArgs) -> Result<(), Failure> {
     }
 }
 
-fn admin_db(db: &DbArgs) -> Result<(tollgate::config::Config, rusqlite::Connection, tollgate::audit::encoding::ChainKey), Failure> {
+fn admin_db(
+    db: &DbArgs,
+) -> Result<
+    (
+        tollgate::config::Config,
+        rusqlite::Connection,
+        tollgate::audit::encoding::ChainKey,
+    ),
+    Failure,
+> {
     let config = load(db.config.as_deref(), None, db.db.clone())?;
     let (conn, key) = commands::open_for_admin(&config, &ProcessEnv)?;
     Ok((config, conn, key))
@@ -255,9 +281,15 @@ fn admin_db(db: &DbArgs) -> Result<(tollgate::config::Config, rusqlite::Connecti
 
 fn keys(cmd: KeysCommand) -> Result<(), Failure> {
     match cmd {
-        KeysCommand::Create { db, name, expires, models } => {
+        KeysCommand::Create {
+            db,
+            name,
+            expires,
+            models,
+        } => {
             let (_, mut conn, key) = admin_db(&db)?;
-            for line in commands::keys::create(&mut conn, &key, &name, expires.as_deref(), models)? {
+            for line in commands::keys::create(&mut conn, &key, &name, expires.as_deref(), models)?
+            {
                 println!("{line}");
             }
         }
@@ -284,10 +316,17 @@ fn set_provider_key(db: DbArgs, provider: &str) -> Result<(), Failure> {
 }
 
 fn rotate_vault(db: DbArgs, new_key_file: &std::path::Path) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(new_key_file)
-        .map_err(|e| (EXIT_CONFIG, format!("cannot read {}: {e}", new_key_file.display())))?;
+    let text = std::fs::read_to_string(new_key_file).map_err(|e| {
+        (
+            EXIT_CONFIG,
+            format!("cannot read {}: {e}", new_key_file.display()),
+        )
+    })?;
     let (config, mut conn, key) = admin_db(&db)?;
-    println!("{}", commands::vault::rotate(&mut conn, &key, &config, &ProcessEnv, &text)?);
+    println!(
+        "{}",
+        commands::vault::rotate(&mut conn, &key, &config, &ProcessEnv, &text)?
+    );
     Ok(())
 }
 

@@ -433,3 +433,65 @@ async fn sighup_reloads_prices_without_a_restart() {
         .collect();
     assert_eq!(costs, vec![15_000_000, 25_000_000]);
 }
+
+/// Without TOLLGATE_ADMIN_KEY, the first `serve` creates the admin
+/// credential, shows it once, and stores only its hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_run_creates_and_shows_the_admin_credential_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--db", "t.db"])
+            .current_dir(dir.path())
+            .env_remove("TOLLGATE_ADMIN_KEY")
+            .env_remove("TOLLGATE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap()
+            .to_string();
+        (child, out, addr)
+    };
+    let (child, mut out, addr) = start();
+    let mut notice = String::new();
+    out.read_line(&mut notice).unwrap();
+    assert!(notice.contains("shown only now"), "{notice}");
+    let mut admin = String::new();
+    out.read_line(&mut admin).unwrap();
+    let admin = admin.trim().to_string();
+    assert!(admin.starts_with("tga-"), "{admin}");
+    let list = |addr: String, cred: String| async move {
+        client()
+            .get(format!("http://{addr}/admin/v1/keys"))
+            .bearer_auth(cred)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(list(addr.clone(), admin.clone()).await, 200);
+    sigterm(&child);
+    assert_eq!(wait_exit(child).0, 0);
+
+    let db = std::fs::read(dir.path().join("t.db")).unwrap();
+    assert!(
+        !db.windows(admin.len()).any(|w| w == admin.as_bytes()),
+        "plaintext admin credential on disk"
+    );
+    // The second run shows nothing and accepts the stored credential.
+    let (child, mut out, addr) = start();
+    assert_eq!(list(addr.clone(), admin.clone()).await, 200);
+    assert_eq!(list(addr, "tga-wrong".into()).await, 401);
+    sigterm(&child);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(!rest.contains("tga-"), "shown again: {rest}");
+    assert_eq!(wait_exit(child).0, 0);
+}

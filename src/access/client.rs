@@ -41,9 +41,15 @@ impl ClientAuth {
     /// The key a request presents: `Authorization: Bearer` or `x-api-key`
     /// (the Anthropic SDK sends either).
     pub fn presented(headers: &HeaderMap) -> Option<&str> {
-        if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
             let v = v.trim();
-            if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            if let Some(token) = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+            {
                 return Some(token.trim());
             }
         }
@@ -53,8 +59,14 @@ impl ClientAuth {
             .map(str::trim)
     }
 
-    pub async fn authenticate(&self, headers: &HeaderMap, now_ms: i64) -> Result<ClientKey, AuthError> {
-        let presented = Self::presented(headers).filter(|k| !k.is_empty()).ok_or(AuthError::Missing)?;
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now_ms: i64,
+    ) -> Result<ClientKey, AuthError> {
+        let presented = Self::presented(headers)
+            .filter(|k| !k.is_empty())
+            .ok_or(AuthError::Missing)?;
         let hash = *blake3::hash(presented.as_bytes()).as_bytes();
         let reads = self.reads.clone();
         let found = self

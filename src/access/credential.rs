@@ -23,7 +23,10 @@ fn new_key(key_prefix: &str, id_prefix: &str) -> NewKey {
     let plaintext = format!("{key_prefix}{body}");
     let prefix = plaintext[..key_prefix.len() + 8].to_string();
     let hash = *blake3::hash(plaintext.as_bytes()).as_bytes();
-    let id = format!("{id_prefix}{}", crate::audit::encoding::to_hex(&random::<8>()));
+    let id = format!(
+        "{id_prefix}{}",
+        crate::audit::encoding::to_hex(&random::<8>())
+    );
     NewKey {
         id,
         plaintext: crate::secret::Secret::new(plaintext),
@@ -79,8 +82,51 @@ impl AdminAuth {
     /// Constant-time per candidate (`blake3::Hash` equality is).
     pub fn check(&self, presented: &str) -> bool {
         let h = blake3::hash(presented.as_bytes());
-        self.hashes.iter().fold(false, |ok, stored| ok | (*stored == h))
+        self.hashes
+            .iter()
+            .fold(false, |ok, stored| ok | (*stored == h))
     }
+}
+
+/// A new client key's row and its plaintext (to show once).
+pub fn client_key_row(
+    name: &str,
+    expires: Option<&str>,
+    models: Option<Vec<String>>,
+) -> Result<
+    (
+        crate::store::access_sql::ClientKeyRow,
+        crate::secret::Secret,
+    ),
+    String,
+> {
+    if name.trim().is_empty() {
+        return Err("a key needs a non-empty name".into());
+    }
+    let expires_at_ms = expires.map(parse_expiry).transpose()?;
+    let models = models.map(|m| {
+        m.into_iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    });
+    if models.as_ref().is_some_and(Vec::is_empty) {
+        return Err("models, when given, must name at least one model".into());
+    }
+    let new = new_client_key();
+    Ok((
+        crate::store::access_sql::ClientKeyRow {
+            id: new.id,
+            name: name.trim().to_string(),
+            prefix: new.prefix,
+            hash: new.hash,
+            models,
+            created_at_ms: crate::trace::now_ms(),
+            expires_at_ms,
+            revoked_at_ms: None,
+        },
+        new.plaintext,
+    ))
 }
 
 #[cfg(test)]
@@ -95,7 +141,10 @@ mod tests {
         assert_eq!(a.plaintext.expose().len(), 3 + 43);
         assert_ne!(a.plaintext, b.plaintext);
         assert!(a.plaintext.expose().starts_with(&a.prefix));
-        assert_eq!(a.hash, *blake3::hash(a.plaintext.expose().as_bytes()).as_bytes());
+        assert_eq!(
+            a.hash,
+            *blake3::hash(a.plaintext.expose().as_bytes()).as_bytes()
+        );
         assert!(a.id.starts_with("key_") && !a.id.contains(&a.plaintext.expose()[3..]));
     }
 
@@ -114,34 +163,4 @@ mod tests {
         assert_eq!(parse_expiry("1970-01-01T00:00:01Z").unwrap(), 1000);
         assert!(parse_expiry("soon").is_err());
     }
-}
-
-/// A new client key's row and its plaintext (to show once).
-pub fn client_key_row(
-    name: &str,
-    expires: Option<&str>,
-    models: Option<Vec<String>>,
-) -> Result<(crate::store::access_sql::ClientKeyRow, crate::secret::Secret), String> {
-    if name.trim().is_empty() {
-        return Err("a key needs a non-empty name".into());
-    }
-    let expires_at_ms = expires.map(parse_expiry).transpose()?;
-    let models = models.map(|m| m.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>());
-    if models.as_ref().is_some_and(Vec::is_empty) {
-        return Err("models, when given, must name at least one model".into());
-    }
-    let new = new_client_key();
-    Ok((
-        crate::store::access_sql::ClientKeyRow {
-            id: new.id,
-            name: name.trim().to_string(),
-            prefix: new.prefix,
-            hash: new.hash,
-            models,
-            created_at_ms: crate::trace::now_ms(),
-            expires_at_ms,
-            revoked_at_ms: None,
-        },
-        new.plaintext,
-    ))
 }

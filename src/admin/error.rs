@@ -39,8 +39,10 @@ impl AdminError {
         let body = serde_json::json!({"error": {"type": kind, "message": self.to_string()}});
         let mut resp = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
         *resp.status_mut() = status;
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

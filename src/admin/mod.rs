@@ -43,8 +43,10 @@ where
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["openapi.json"]) => {
             let mut resp = Response::new(full(OPENAPI));
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return resp;
         }
         (&Method::GET, ["keys"]) => handlers::list_keys(s).await,
@@ -66,7 +68,9 @@ where
         (&Method::DELETE, ["prices", provider, model]) => {
             handlers::delete_price(s, provider, model).await
         }
-        _ => Err(AdminError::NotFound(format!("no admin route {method} {path}"))),
+        _ => Err(AdminError::NotFound(format!(
+            "no admin route {method} {path}"
+        ))),
     };
     match result {
         Ok(reply) => reply.into_response(),
@@ -83,7 +87,9 @@ where
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|_| AdminError::BadRequest(format!("the body must be JSON of at most {MAX_BODY} bytes")))
+        .map_err(|_| {
+            AdminError::BadRequest(format!("the body must be JSON of at most {MAX_BODY} bytes"))
+        })
 }
 
 /// A successful answer: status and JSON.
@@ -123,8 +129,10 @@ impl Reply {
         let mut resp = Response::new(full(bytes));
         *resp.status_mut() = self.status;
         if self.status != StatusCode::NO_CONTENT {
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
         }
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,7 +10,10 @@ fn ms_to_text(ms: Option<i64>) -> String {
     let Some(ms) = ms else { return "-".into() };
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -22,7 +25,8 @@ pub fn create(
     expires: Option<&str>,
     models: Option<Vec<String>>,
 ) -> Result<Vec<String>, Failure> {
-    let (row, plaintext) = crate::access::client_key_row(name, expires, models).map_err(|e| (2, e))?;
+    let (row, plaintext) =
+        crate::access::client_key_row(name, expires, models).map_err(|e| (2, e))?;
     let detail = serde_json::json!({
         "id": row.id, "name": row.name, "prefix": row.prefix,
         "models": row.models, "expires_at": row.expires_at_ms,
@@ -39,7 +43,12 @@ pub fn create(
         },
     )?;
     Ok(vec![
-        format!("created client key {} ({}), expires {}", row.id, row.name, ms_to_text(row.expires_at_ms)),
+        format!(
+            "created client key {} ({}), expires {}",
+            row.id,
+            row.name,
+            ms_to_text(row.expires_at_ms)
+        ),
         "the key is shown only now; store it safely:".into(),
         plaintext.expose().to_string(),
     ])
@@ -51,7 +60,10 @@ pub fn list(conn: &Connection, json: bool) -> Result<String, Failure> {
         let out: Vec<serde_json::Value> = keys.iter().map(as_json).collect();
         return Ok(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n");
     }
-    let mut out = format!("{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} MODELS\n", "ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "REVOKED");
+    let mut out = format!(
+        "{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} MODELS\n",
+        "ID", "NAME", "PREFIX", "CREATED", "EXPIRES", "REVOKED"
+    );
     for k in &keys {
         out.push_str(&format!(
             "{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} {}\n",
@@ -77,7 +89,8 @@ fn as_json(k: &ClientKeyRow) -> serde_json::Value {
 }
 
 pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<String, Failure> {
-    let found = access_sql::find_client_keys(conn, needle).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+    let found =
+        access_sql::find_client_keys(conn, needle).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
     let target = match found.as_slice() {
         [k] => k.clone(),
         [] => return Err((1, format!("no client key with id or prefix {needle:?}"))),
@@ -95,8 +108,14 @@ pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<Str
             action: "client_key.revoke".into(),
             subject: format!("client_key:{}", target.id),
             detail: serde_json::json!({"id": target.id, "revoked_at": at}).to_string(),
-            mutation: Some(Mutation::RevokeClientKey { id: target.id.clone(), at_ms: at }),
+            mutation: Some(Mutation::RevokeClientKey {
+                id: target.id.clone(),
+                at_ms: at,
+            }),
         },
     )?;
-    Ok(format!("revoked client key {} ({}); a running gateway refuses it within a second", target.id, target.name))
+    Ok(format!(
+        "revoked client key {} ({}); a running gateway refuses it within a second",
+        target.id, target.name
+    ))
 }

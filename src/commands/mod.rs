@@ -17,10 +17,15 @@ pub const EXIT_CONFIG: u8 = 3;
 pub const EXIT_DATABASE: u8 = 4;
 
 /// The database, migrated, with the audit key it is chained with.
-pub fn open_for_admin(config: &Config, env: &dyn EnvSource) -> Result<(Connection, ChainKey), Failure> {
-    let mut conn = store::open(&config.store, OpenMode::ReadWrite).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+pub fn open_for_admin(
+    config: &Config,
+    env: &dyn EnvSource,
+) -> Result<(Connection, ChainKey), Failure> {
+    let mut conn = store::open(&config.store, OpenMode::ReadWrite)
+        .map_err(|e| (EXIT_DATABASE, e.to_string()))?;
     store::migrate(&mut conn).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
-    let key = crate::audit::load_key(config.audit.key_file.as_deref(), env).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
+    let key = crate::audit::load_key(config.audit.key_file.as_deref(), env)
+        .map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     crate::app::check_audit_key(&conn, &key, config).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
     Ok((conn, key))
 }

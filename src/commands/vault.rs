@@ -20,7 +20,10 @@ fn master(config: &Config, env: &dyn EnvSource) -> Result<MasterKey, Failure> {
 }
 
 /// Checks that `master` opens every stored key before anything is added.
-fn check_master(conn: &Connection, master: &MasterKey) -> Result<Vec<access_sql::ProviderKeyRow>, Failure> {
+fn check_master(
+    conn: &Connection,
+    master: &MasterKey,
+) -> Result<Vec<access_sql::ProviderKeyRow>, Failure> {
     let rows = access_sql::provider_keys(conn).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
     for row in &rows {
         crate::vault::open_row(master, row).map_err(|e| (EXIT_CONFIG, e.to_string()))?;
@@ -71,9 +74,11 @@ pub fn rotate(
     new_key_text: &str,
 ) -> Result<String, Failure> {
     let old = master(config, env)?;
-    let new = MasterKey::from_base64(new_key_text).map_err(|e| (EXIT_CONFIG, format!("the new master key: {e}")))?;
+    let new = MasterKey::from_base64(new_key_text)
+        .map_err(|e| (EXIT_CONFIG, format!("the new master key: {e}")))?;
     let rows = check_master(conn, &old)?;
-    let (mutation, count) = crate::vault::reseal_all(&old, &new, &rows).map_err(|e| (1, e.to_string()))?;
+    let (mutation, count) =
+        crate::vault::reseal_all(&old, &new, &rows).map_err(|e| (1, e.to_string()))?;
     commit(
         conn,
         key,
@@ -81,7 +86,8 @@ pub fn rotate(
             actor: actor(),
             action: "vault.rotate".into(),
             subject: "vault".into(),
-            detail: serde_json::json!({"from": old.id(), "to": new.id(), "keys": count}).to_string(),
+            detail: serde_json::json!({"from": old.id(), "to": new.id(), "keys": count})
+                .to_string(),
             mutation: Some(mutation),
         },
     )?;

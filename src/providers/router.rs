@@ -69,7 +69,10 @@ impl Router {
             by_model: self.by_model.clone(),
             aliases: Vec::new(),
         };
-        next.aliases = aliases.iter().map(|(a, t)| (a.clone(), t.clone())).collect();
+        next.aliases = aliases
+            .iter()
+            .map(|(a, t)| (a.clone(), t.clone()))
+            .collect();
         next
     }
 

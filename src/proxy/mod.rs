@@ -114,7 +114,11 @@ where
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
 
     let key = if state.config.require_client_key {
-        match state.auth.authenticate(req.headers(), pending.trace.started_at_ms).await {
+        match state
+            .auth
+            .authenticate(req.headers(), pending.trace.started_at_ms)
+            .await
+        {
             Ok(key) => Some(key),
             Err(e) => {
                 let mut response = fail(ProxyError::Unauthorized(e), protocol, pending);
@@ -129,13 +133,14 @@ where
     };
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
 
-    let mut response = match request::prepare(&state, req, endpoint, key.as_ref(), &mut pending.trace).await {
-        Ok(prepared) => match upstream::send(&state, prepared, &mut pending.trace).await {
-            Ok(call) => ObservedBody::respond(&state, call, pending),
+    let mut response =
+        match request::prepare(&state, req, endpoint, key.as_ref(), &mut pending.trace).await {
+            Ok(prepared) => match upstream::send(&state, prepared, &mut pending.trace).await {
+                Ok(call) => ObservedBody::respond(&state, call, pending),
+                Err(e) => fail(e, protocol, pending),
+            },
             Err(e) => fail(e, protocol, pending),
-        },
-        Err(e) => fail(e, protocol, pending),
-    };
+        };
     if let Some(id) = request_id {
         response.headers_mut().insert("x-tollgate-request-id", id);
     }

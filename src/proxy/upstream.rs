@@ -93,10 +93,11 @@ pub async fn send(
                 Protocol::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
                 Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.to_string()),
             };
-            let mut value = HeaderValue::from_str(&value).map_err(|_| ProxyError::MissingProviderKey {
-                provider: provider.name.clone(),
-                env: "a key with characters not allowed in a header".into(),
-            })?;
+            let mut value =
+                HeaderValue::from_str(&value).map_err(|_| ProxyError::MissingProviderKey {
+                    provider: provider.name.clone(),
+                    env: "a key with characters not allowed in a header".into(),
+                })?;
             value.set_sensitive(true);
             attempt.insert(name, value);
         }
@@ -159,13 +160,19 @@ fn set_aside(state: &AppState, provider: &str, id: &str) {
     if !state.vault.disable(id) {
         return;
     }
-    tracing::warn!(provider, key_id = id, "the upstream refused a stored provider key (401); it is set aside");
+    tracing::warn!(
+        provider,
+        key_id = id,
+        "the upstream refused a stored provider key (401); it is set aside"
+    );
     let writer = state.writer.clone();
     let entry = AdminEntry {
         actor: "system".into(),
         action: "provider_key.disable".into(),
         subject: format!("provider_key:{id}"),
-        detail: serde_json::json!({"id": id, "provider": provider, "reason": "upstream answered 401"}).to_string(),
+        detail:
+            serde_json::json!({"id": id, "provider": provider, "reason": "upstream answered 401"})
+                .to_string(),
         mutation: Some(Mutation::DisableProviderKey {
             id: id.to_string(),
             at_ms: crate::trace::now_ms(),

@@ -38,18 +38,49 @@ pub struct ProviderKeyRow {
 #[derive(Clone, Debug)]
 pub enum Mutation {
     CreateClientKey(ClientKeyRow),
-    RevokeClientKey { id: String, at_ms: i64 },
-    CreateAdminCredential { id: String, prefix: String, hash: [u8; 32], at_ms: i64 },
+    RevokeClientKey {
+        id: String,
+        at_ms: i64,
+    },
+    CreateAdminCredential {
+        id: String,
+        prefix: String,
+        hash: [u8; 32],
+        at_ms: i64,
+    },
     SetProviderKey(ProviderKeyRow),
-    DeleteProviderKey { id: String },
-    DisableProviderKey { id: String, at_ms: i64, reason: String },
+    DeleteProviderKey {
+        id: String,
+    },
+    DisableProviderKey {
+        id: String,
+        at_ms: i64,
+        reason: String,
+    },
     /// Every provider key re-sealed: `(id, nonce, ciphertext)` under
     /// `master_key_id`. Refused unless it covers every stored key.
-    ResealProviderKeys { master_key_id: String, rows: Vec<(String, [u8; 12], Vec<u8>)> },
-    SetAlias { name: String, target: String, at_ms: i64 },
-    DeleteAlias { name: String },
-    SetPrice { provider: String, model: String, spec: PriceSpec, at_ms: i64 },
-    DeletePrice { provider: String, model: String },
+    ResealProviderKeys {
+        master_key_id: String,
+        rows: Vec<(String, [u8; 12], Vec<u8>)>,
+    },
+    SetAlias {
+        name: String,
+        target: String,
+        at_ms: i64,
+    },
+    DeleteAlias {
+        name: String,
+    },
+    SetPrice {
+        provider: String,
+        model: String,
+        spec: PriceSpec,
+        at_ms: i64,
+    },
+    DeletePrice {
+        provider: String,
+        model: String,
+    },
 }
 
 fn changed(n: usize) -> rusqlite::Result<()> {
@@ -153,16 +184,23 @@ fn client_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientKeyRow> {
     })
 }
 
-pub fn client_key_by_hash(conn: &Connection, hash: &[u8; 32]) -> rusqlite::Result<Option<ClientKeyRow>> {
-    conn.prepare_cached(&format!("SELECT {CLIENT_KEY_COLUMNS} FROM client_keys WHERE hash = ?1"))?
-        .query_row([&hash[..]], client_key)
-        .optional()
+pub fn client_key_by_hash(
+    conn: &Connection,
+    hash: &[u8; 32],
+) -> rusqlite::Result<Option<ClientKeyRow>> {
+    conn.prepare_cached(&format!(
+        "SELECT {CLIENT_KEY_COLUMNS} FROM client_keys WHERE hash = ?1"
+    ))?
+    .query_row([&hash[..]], client_key)
+    .optional()
 }
 
 pub fn client_keys(conn: &Connection) -> rusqlite::Result<Vec<ClientKeyRow>> {
-    conn.prepare(&format!("SELECT {CLIENT_KEY_COLUMNS} FROM client_keys ORDER BY created_at_ms, id"))?
-        .query_map([], client_key)?
-        .collect()
+    conn.prepare(&format!(
+        "SELECT {CLIENT_KEY_COLUMNS} FROM client_keys ORDER BY created_at_ms, id"
+    ))?
+    .query_map([], client_key)?
+    .collect()
 }
 
 /// Keys whose id or display prefix is `needle`.
@@ -211,17 +249,19 @@ pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> 
 
 /// Price overrides keyed `provider/model`.
 pub fn price_overrides(conn: &Connection) -> rusqlite::Result<BTreeMap<String, PriceSpec>> {
-    conn.prepare("SELECT provider, model, input, output, cached_input, cache_write FROM price_overrides")?
-        .query_map([], |r| {
-            Ok((
-                format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-                PriceSpec {
-                    input: r.get(2)?,
-                    output: r.get(3)?,
-                    cached_input: r.get(4)?,
-                    cache_write: r.get(5)?,
-                },
-            ))
-        })?
-        .collect()
+    conn.prepare(
+        "SELECT provider, model, input, output, cached_input, cache_write FROM price_overrides",
+    )?
+    .query_map([], |r| {
+        Ok((
+            format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+            PriceSpec {
+                input: r.get(2)?,
+                output: r.get(3)?,
+                cached_input: r.get(4)?,
+                cache_write: r.get(5)?,
+            },
+        ))
+    })?
+    .collect()
 }

@@ -8,9 +8,9 @@
 //! record is never dropped, not even from a `Drop` impl. The thread runs
 //! until every sender and reserved slot is gone and the channel is empty.
 
+use super::access_sql::{self, Mutation};
 use super::audit_sql::{self, Head};
 use super::rollup_sql::Rollup;
-use super::access_sql::{self, Mutation};
 use super::{StoreError, cost_sql, trace_sql};
 use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;

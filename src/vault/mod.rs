@@ -16,7 +16,10 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read the master key file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the master key from {from} is invalid: {source}")]
     Invalid { from: String, source: VaultError },
     #[error(
@@ -29,7 +32,11 @@ pub enum LoadError {
          (sealed with id {sealed_with}); nothing was changed. Use the right key, or rotate with \
          the old one"
     )]
-    WrongMaster { key_id: String, have: String, sealed_with: String },
+    WrongMaster {
+        key_id: String,
+        have: String,
+        sealed_with: String,
+    },
     #[error(
         "provider key {key_id} ({provider}) failed to decrypt: its ciphertext was altered or \
          moved from another row; nothing was changed"
@@ -38,7 +45,10 @@ pub enum LoadError {
 }
 
 /// The master key: `TOLLGATE_MASTER_KEY` wins over the key file.
-pub fn load_master(file: Option<&Path>, env: &dyn EnvSource) -> Result<Option<MasterKey>, LoadError> {
+pub fn load_master(
+    file: Option<&Path>,
+    env: &dyn EnvSource,
+) -> Result<Option<MasterKey>, LoadError> {
     let (text, from) = match (env.var("TOLLGATE_MASTER_KEY"), file) {
         (Some(v), _) => (v, "TOLLGATE_MASTER_KEY".to_string()),
         (None, Some(path)) => (
@@ -112,7 +122,10 @@ impl Vault {
     }
 
     pub fn master(&self) -> Option<Arc<MasterKey>> {
-        self.master.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.master
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_master(&self, master: MasterKey) {
@@ -121,11 +134,13 @@ impl Vault {
 
     pub fn insert(&self, provider: &str, id: &str, plain: PlainKey, disabled: bool) {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
-        keys.entry(provider.to_string()).or_default().push(Arc::new(LiveKey {
-            id: id.to_string(),
-            plain,
-            disabled: AtomicBool::new(disabled),
-        }));
+        keys.entry(provider.to_string())
+            .or_default()
+            .push(Arc::new(LiveKey {
+                id: id.to_string(),
+                plain,
+                disabled: AtomicBool::new(disabled),
+            }));
     }
 
     pub fn remove(&self, id: &str) {
@@ -156,6 +171,28 @@ impl Vault {
         keys.get(provider).is_some_and(|l| !l.is_empty())
     }
 
+    /// Brings the in-memory keys in line with the stored rows (keys added or
+    /// deleted by another process); returns how many were added.
+    pub fn sync(&self, rows: &[ProviderKeyRow]) -> Result<usize, LoadError> {
+        let known: Vec<String> = {
+            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            keys.values().flatten().map(|k| k.id.clone()).collect()
+        };
+        let mut added = 0;
+        for row in rows.iter().filter(|r| !known.contains(&r.id)) {
+            let master = self
+                .master()
+                .ok_or(LoadError::MissingMaster { count: rows.len() })?;
+            let plain = open_row(&master, row)?;
+            self.insert(&row.provider, &row.id, plain, row.disabled_at_ms.is_some());
+            added += 1;
+        }
+        for id in known.iter().filter(|id| !rows.iter().any(|r| &r.id == *id)) {
+            self.remove(id);
+        }
+        Ok(added)
+    }
+
     /// Sets a key aside; returns whether it was enabled until now.
     pub fn disable(&self, id: &str) -> bool {
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
@@ -167,7 +204,11 @@ impl Vault {
 }
 
 /// A new stored key for `provider`, sealed under `master`.
-pub fn new_row(master: &MasterKey, provider: &str, plain: &PlainKey) -> Result<ProviderKeyRow, VaultError> {
+pub fn new_row(
+    master: &MasterKey,
+    provider: &str,
+    plain: &PlainKey,
+) -> Result<ProviderKeyRow, VaultError> {
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).map_err(|_| VaultError::Crypto)?;
     let id = format!("pk_{}", crate::audit::encoding::to_hex(&raw));

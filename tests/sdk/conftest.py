@@ -34,8 +34,8 @@ import pytest
 UPSTREAM_KEY = "UPSTREAM_SECRET"
 """The only credential mock-upstream accepts; tollgate injects it from MOCK_UPSTREAM_KEY."""
 
-CLIENT_KEY = "tg-test-client"
-"""What the SDK clients send to tollgate. Change it here when client keys arrive."""
+ADMIN_KEY = "tga-sdk-tests-admin-credential"
+"""Given to every tollgate as TOLLGATE_ADMIN_KEY (no first-run credential is made)."""
 
 MOCK_TEXT = "Hello from the mock upstream"
 CHAT_MODEL = "gpt-4o-mini"
@@ -57,6 +57,28 @@ for _var in ("NO_PROXY", "no_proxy"):
     os.environ[_var] = ",".join(_hosts + ["127.0.0.1", "localhost"])
 
 
+def _issue_client_key() -> tuple[str, Path]:
+    """Issues one client key into a template database with the real CLI
+    (`tollgate keys create`); every tollgate instance starts from a copy."""
+    import tempfile
+
+    binary = _binary("TOLLGATE_BIN", "tollgate")
+    template = Path(tempfile.mkdtemp(prefix="tollgate-sdk-")) / "template.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env["TOLLGATE_ADMIN_KEY"] = ADMIN_KEY
+    out = subprocess.run(
+        [str(binary), "keys", "create", "--name", "sdk-tests", "--db", str(template)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("tg-"), out.stdout
+    return key, template
+
+
 def _binary(env_var: str, default_name: str) -> Path:
     repo = Path(__file__).resolve().parents[2]
     path = Path(os.environ.get(env_var) or repo / "target" / "debug" / default_name)
@@ -66,6 +88,10 @@ def _binary(env_var: str, default_name: str) -> Path:
             returncode=2,
         )
     return path
+
+
+CLIENT_KEY, TEMPLATE_DB = _issue_client_key()
+"""The client key the SDK clients send, issued once per session by the real CLI."""
 
 
 # --- process handling ----------------------------------------------------------
@@ -268,7 +294,10 @@ class Tollgate:
 
 
 def write_config(workdir: Path, upstream_base_url: str) -> tuple[Path, Path]:
+    import shutil
+
     db_path = workdir / "tollgate.db"
+    shutil.copyfile(TEMPLATE_DB, db_path)
     config_path = workdir / "tollgate.toml"
     upstream = f"{upstream_base_url}/v1"
     config_path.write_text(
@@ -314,7 +343,7 @@ def launch_tollgate(tmp_path_factory, upstream_base_url: str, label: str):
         workdir=workdir,
     )
     # The client-side key is deliberately not in tollgate's environment at all.
-    proc.start(_child_env(MOCK_UPSTREAM_KEY=UPSTREAM_KEY))
+    proc.start(_child_env(MOCK_UPSTREAM_KEY=UPSTREAM_KEY, TOLLGATE_ADMIN_KEY=ADMIN_KEY))
     instance = Tollgate(proc=proc, config_path=config_path, db_path=db_path)
     try:
         yield instance

@@ -6,8 +6,10 @@
 //! ```text
 //! stream-probe --url http://127.0.0.1:PORT/v1/chat/completions
 //!              [--streams N] [--concurrency C] [--words W] [--chunk-delay-ms D]
-//!              [--stagger-ms S] [--timeout-secs T] [--model M]
+//!              [--stagger-ms S] [--timeout-secs T] [--model M] [--key KEY]
 //! ```
+//!
+//! `KEY` is sent as `Authorization: Bearer KEY` (tollgate's client key).
 //!
 //! `N` streams are run by `C` workers (each worker runs its streams one after
 //! another; worker `i` starts `i * S` ms late so workers do not stay in
@@ -33,7 +35,7 @@ use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: stream-probe --url URL [--streams N] [--concurrency C] [--words W] \
-[--chunk-delay-ms D] [--stagger-ms S] [--timeout-secs T] [--model M]";
+[--chunk-delay-ms D] [--stagger-ms S] [--timeout-secs T] [--model M] [--key KEY]";
 
 struct Args {
     url: String,
@@ -44,6 +46,7 @@ struct Args {
     stagger_ms: u64,
     timeout_secs: u64,
     model: String,
+    key: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         stagger_ms: 0,
         timeout_secs: 120,
         model: "gpt-4o-mini".to_owned(),
+        key: "sk-load-probe".to_owned(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
             "--stagger-ms" => a.stagger_ms = num(&v)?,
             "--timeout-secs" => a.timeout_secs = num(&v)?,
             "--model" => a.model = v,
+            "--key" => a.key = v,
             other => return Err(format!("unknown argument: {other:?}")),
         }
     }
@@ -133,7 +138,7 @@ async fn one_stream(
     let resp = client
         .post(&args.url)
         .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-load-probe")
+        .header("authorization", format!("Bearer {}", args.key))
         .header("x-mock-words", args.words.to_string())
         .header("x-mock-chunk-delay-ms", args.chunk_delay_ms.to_string())
         .body(body.as_str().to_owned())

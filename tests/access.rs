@@ -10,28 +10,6 @@ use tollgate_mock_upstream::MockConfig;
 
 const AUTH_ON: &str = "[auth]\nrequire_client_key = true\n";
 
-fn admin() -> reqwest::Client {
-    client()
-}
-
-async fn admin_call(
-    gw: &Gateway,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = admin()
-        .request(method, gw.url(&format!("/admin/v1{path}")))
-        .bearer_auth(ADMIN_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn create_key(gw: &Gateway, body: Value) -> (String, String) {
     let (status, key) = admin_call(gw, reqwest::Method::POST, "/keys", Some(body)).await;
     assert_eq!(status, 201, "{key}");

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::PathBuf;
 use tollgate::vault::crypto::MasterKey;
 use tollgate_mock_upstream::{MockConfig, MockUpstream};
@@ -32,23 +32,6 @@ fn master() -> Setup {
 
 fn vault_extra(file: &std::path::Path) -> String {
     format!("[vault]\nmaster_key_file = \"{}\"\n", file.display())
-}
-
-async fn admin(
-    gw: &Gateway,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = client()
-        .request(method, gw.url(&format!("/admin/v1{path}")))
-        .bearer_auth(ADMIN_KEY);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 /// A gateway whose mock accepts only VAULT_KEY (the environment holds
@@ -83,7 +66,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
         401,
         "the environment key is not the upstream's"
     );
-    let (s, bad) = admin(
+    let (s, bad) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/provider-keys",
@@ -91,7 +74,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
     )
     .await;
     assert_eq!(s, 201, "{bad}");
-    let (s, good) = admin(
+    let (s, good) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/provider-keys",
@@ -104,7 +87,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
     for _ in 0..6 {
         assert_eq!(ask(&gw).await, 200);
     }
-    let (_, list) = admin(&gw, reqwest::Method::GET, "/provider-keys", None).await;
+    let (_, list) = admin_call(&gw, reqwest::Method::GET, "/provider-keys", None).await;
     let bad_row = list
         .as_array()
         .unwrap()
@@ -120,7 +103,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
             .unwrap()["disabled_at"]
             .is_null()
     );
-    let (s, _) = admin(
+    let (s, _) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/provider-keys",
@@ -160,7 +143,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
 async fn rotation_under_load_fails_no_request_and_retires_the_old_master() {
     let setup = master();
     let mut gw = gateway(&setup).await;
-    let (s, _) = admin(
+    let (s, _) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/provider-keys",
@@ -191,7 +174,7 @@ async fn rotation_under_load_fails_no_request_and_retires_the_old_master() {
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let new_master = MasterKey::generate();
-    let (s, rotated) = admin(
+    let (s, rotated) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/vault/rotate",
@@ -205,7 +188,7 @@ async fn rotation_under_load_fails_no_request_and_retires_the_old_master() {
         assert!(task.await.unwrap().iter().all(|s| *s == 200));
     }
     // Keys added after the rotation are sealed with the new master key.
-    let (s, added) = admin(
+    let (s, added) = admin_call(
         &gw,
         reqwest::Method::POST,
         "/provider-keys",
@@ -240,7 +223,7 @@ async fn a_wrong_master_key_or_a_tampered_or_moved_ciphertext_refuses_to_start()
     let setup = master();
     let mut gw = gateway(&setup).await;
     for (provider, key) in [("openai", VAULT_KEY), ("anthropic", "sk-ant-second-key")] {
-        let (s, _) = admin(
+        let (s, _) = admin_call(
             &gw,
             reqwest::Method::POST,
             "/provider-keys",

@@ -202,3 +202,26 @@ pub fn message(model: &str, stream: bool) -> serde_json::Value {
         "messages": [{"role": "user", "content": "Say hello"}],
     })
 }
+
+/// An admin API call with the test admin credential: (status, JSON body or
+/// null).
+pub async fn admin_call(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = client()
+        .request(method, gw.url(&format!("/admin/v1{path}")))
+        .bearer_auth(ADMIN_KEY);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}

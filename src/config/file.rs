@@ -54,6 +54,7 @@ pub struct ServerSection {
     pub max_body_bytes: u64,
     pub max_connections: u64,
     pub shutdown_grace_secs: u64,
+    pub worker_threads: u64,
 }
 
 impl Default for ServerSection {
@@ -63,6 +64,7 @@ impl Default for ServerSection {
             max_body_bytes: 32 * 1024 * 1024,
             max_connections: 4096,
             shutdown_grace_secs: 30,
+            worker_threads: 0,
         }
     }
 }
@@ -82,7 +84,7 @@ impl Default for StoreSection {
         StoreSection {
             path: "tollgate.db".into(),
             busy_timeout_ms: 5000,
-            cache_size_kib: 65536,
+            cache_size_kib: 2048,
             mmap_size_bytes: 268_435_456,
             read_pool_size: 4,
         }
@@ -298,6 +300,7 @@ impl FileConfig {
             max_body_bytes: self.server.max_body_bytes as usize,
             max_connections: self.server.max_connections as usize,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
+            worker_threads: self.server.worker_threads as usize,
             store: StoreConfig {
                 path: self.store.path,
                 busy_timeout: ms(self.store.busy_timeout_ms),

@@ -61,6 +61,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Async worker threads; 0: one per core.
+    pub worker_threads: usize,
     pub store: StoreConfig,
     pub writer: WriterConfig,
     pub upstream: UpstreamConfig,

@@ -12,6 +12,9 @@ pub use router::{Route, Router};
 use crate::config::{EnvSource, Protocol, ProviderConfig};
 use crate::secret::Secret;
 
+/// The paths under a provider's `base_url` that tollgate calls.
+pub const UPSTREAM_PATHS: [&str; 3] = ["/chat/completions", "/embeddings", "/messages"];
+
 /// A configured provider, with its key resolved from the environment.
 #[derive(Debug)]
 pub struct Provider {
@@ -22,6 +25,8 @@ pub struct Provider {
     pub api_key: Option<Secret>,
     pub anthropic_version: String,
     pub models: Vec<String>,
+    /// `{base_url}{path}` for each upstream path, parsed once.
+    urls: Vec<(&'static str, reqwest::Url)>,
 }
 
 impl Provider {
@@ -38,10 +43,32 @@ impl Provider {
                 .map(Secret::new),
             anthropic_version: cfg.anthropic_version.clone(),
             models: cfg.models.clone(),
+            urls: Vec::new(),
         }
+        .with_urls()
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base_url, path)
+    /// Parses the upstream URLs once, not per request.
+    pub fn with_urls(mut self) -> Provider {
+        self.urls = UPSTREAM_PATHS
+            .iter()
+            .filter_map(|p| {
+                reqwest::Url::parse(&format!("{}{p}", self.base_url))
+                    .ok()
+                    .map(|u| (*p, u))
+            })
+            .collect();
+        self
+    }
+
+    pub fn url(&self, path: &'static str) -> reqwest::Url {
+        self.urls
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| {
+                reqwest::Url::parse(&format!("{}{path}", self.base_url))
+                    .expect("base_url was validated as a URL")
+            })
     }
 }

@@ -106,6 +106,7 @@ mod tests {
             api_key: None,
             anthropic_version: String::new(),
             models: models.iter().map(|s| s.to_string()).collect(),
+            urls: Vec::new(),
         }
     }
 

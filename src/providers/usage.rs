@@ -68,6 +68,57 @@ pub struct BodyFacts {
     pub error_type: Option<String>,
 }
 
+#[derive(serde::Deserialize)]
+struct BodyView<'a> {
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChoiceView<'a>>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What a complete body says, read without building a tree of the whole
+/// body (the answer's text is skipped, not copied); falls back to a full
+/// parse for shapes the typed view does not expect.
+pub fn from_body_bytes(protocol: Protocol, body: &[u8]) -> Option<BodyFacts> {
+    let Ok(view) = serde_json::from_slice::<BodyView<'_>>(body) else {
+        return serde_json::from_slice::<Value>(body)
+            .ok()
+            .map(|v| from_body(protocol, &v));
+    };
+    let usage = view.usage.as_ref().map(|u| match protocol {
+        Protocol::Openai => openai(u),
+        Protocol::Anthropic => anthropic(u),
+    });
+    let finish_reason = match protocol {
+        Protocol::Openai => view
+            .choices
+            .and_then(|c| c.into_iter().next())
+            .and_then(|c| c.finish_reason),
+        Protocol::Anthropic => view.stop_reason,
+    };
+    let error_type = view.error.as_ref().and_then(|e| {
+        e.get("type")
+            .or_else(|| e.get("code"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    Some(BodyFacts {
+        usage: usage.unwrap_or_default(),
+        finish_reason: finish_reason.map(|r| r.into_owned()),
+        error_type,
+    })
+}
+
 pub fn from_body(protocol: Protocol, body: &Value) -> BodyFacts {
     let usage = body.get("usage").map(|u| match protocol {
         Protocol::Openai => openai(u),
@@ -117,6 +168,24 @@ mod tests {
         assert_eq!(f.usage.cache_creation_input_tokens, Some(188086));
         assert_eq!(f.usage.output_tokens, Some(393));
         assert_eq!(f.finish_reason.as_deref(), Some("end_turn"));
+    }
+
+    #[test]
+    fn the_typed_view_agrees_with_the_full_parse() {
+        let bodies = [
+            json!({"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"hi \"there\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":1}}}),
+            json!({"type":"message","content":[{"type":"text","text":"x"}],"stop_reason":"max_tokens","usage":{"input_tokens":3,"cache_read_input_tokens":4,"output_tokens":1}}),
+            json!({"error":{"message":"m","type":"rate_limit_error","code":null}}),
+            json!({"error":"plain string error"}),
+            json!({"choices":"unexpected","usage":{"prompt_tokens":1}}),
+        ];
+        for b in bodies {
+            for p in [Protocol::Openai, Protocol::Anthropic] {
+                let bytes = serde_json::to_vec(&b).unwrap();
+                assert_eq!(from_body_bytes(p, &bytes), Some(from_body(p, &b)), "{b}");
+            }
+        }
+        assert_eq!(from_body_bytes(Protocol::Openai, b"not json"), None);
     }
 
     #[test]

@@ -118,9 +118,7 @@ impl JsonWatch {
                 ..BodyFacts::default()
             })
         } else {
-            serde_json::from_slice::<Value>(&self.buf)
-                .ok()
-                .map(|v| usage::from_body(self.protocol, &v))
+            usage::from_body_bytes(self.protocol, &self.buf)
         }
         .unwrap_or_default();
         Observed {

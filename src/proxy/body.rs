@@ -85,6 +85,10 @@ pub struct ObservedBody {
     capture: Option<BytesMut>,
     sent_any: bool,
     received_any: bool,
+    /// The upstream's declared length; reaching it ends the body even if
+    /// the client side (which knows the length too) never polls again.
+    expected_len: Option<u64>,
+    received: u64,
     done: bool,
     abort: Option<BoxError>,
 }
@@ -108,9 +112,18 @@ impl ObservedBody {
             if event_stream {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            } else if let Some(len) = call.response.headers().get(header::CONTENT_LENGTH) {
+                // Bodies other than event streams pass unchanged, so their
+                // length holds, and the client gets it without chunking.
+                headers.insert(header::CONTENT_LENGTH, len.clone());
             }
         }
         let protocol = call.route.provider.protocol;
+        let expected_len = if event_stream {
+            None
+        } else {
+            call.response.content_length()
+        };
         let body = ObservedBody {
             upstream: Box::pin(call.response.bytes_stream()),
             watch: Watch::new(protocol, event_stream, call.strip_injected_usage),
@@ -124,6 +137,8 @@ impl ObservedBody {
             capture: state.config.store_bodies.then(BytesMut::new),
             sent_any: false,
             received_any: false,
+            expected_len,
+            received: 0,
             done: false,
             abort: None,
         };
@@ -220,6 +235,16 @@ impl ObservedBody {
     }
 }
 
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        // Ended upstream but not polled to the end (a known length lets
+        // hyper stop early): a completed request, not a disconnect.
+        if self.done {
+            self.finish_trace();
+        }
+    }
+}
+
 impl hyper::body::Body for ObservedBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -255,10 +280,14 @@ impl hyper::body::Body for ObservedBody {
                             t.upstream_ttfb_us = Some(at);
                         }
                     }
+                    this.received += chunk.len() as u64;
                     let mut out = std::mem::take(&mut this.scratch);
                     this.watch.feed(chunk, &mut out);
                     this.queue.extend(out.drain(..));
                     this.scratch = out;
+                    if this.expected_len == Some(this.received) {
+                        this.complete();
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream body broke mid-response");

@@ -105,7 +105,7 @@ pub async fn send(
         trace.upstream_attempted = true;
         let request = state
             .client
-            .post(&url)
+            .post(url.clone())
             .headers(attempt)
             .body(prepared.body.clone());
         let response = match tokio::time::timeout(

@@ -85,7 +85,7 @@ impl Default for StoreSection {
             path: "tollgate.db".into(),
             busy_timeout_ms: 5000,
             cache_size_kib: 2048,
-            mmap_size_bytes: 268_435_456,
+            mmap_size_bytes: 0,
             read_pool_size: 4,
         }
     }

@@ -57,9 +57,9 @@ impl AppState {
     /// database's on top.
     pub async fn reload_aliases(&self) -> Result<(), StoreError> {
         let stored = self.reads.read(access_sql::aliases).await?;
-        let mut aliases = self.config.aliases.clone();
-        aliases.extend(stored);
-        let next = self.router().with_aliases(&aliases);
+        let next = self
+            .router()
+            .with_aliases(&merged_aliases(&self.config, stored));
         *self.router.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         Ok(())
     }
@@ -77,14 +77,28 @@ impl AppState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let table = PriceTable::builtin()
-            .with_overrides(&file)
-            .and_then(|t| t.with_overrides(&stored))
-            .map_err(|e| e.to_string())?;
+        let table = price_table(&file, &stored).map_err(|e| e.to_string())?;
         let n = table.len();
         self.prices.replace(table);
         Ok(n)
     }
+}
+
+/// Built-in prices, then the config file's overrides, then the database's.
+fn price_table(
+    file: &BTreeMap<String, PriceSpec>,
+    stored: &BTreeMap<String, PriceSpec>,
+) -> Result<PriceTable, crate::ledger::prices::PriceError> {
+    PriceTable::builtin()
+        .with_overrides(file)?
+        .with_overrides(stored)
+}
+
+/// The config file's aliases, then the database's on top.
+fn merged_aliases(config: &Config, stored: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut aliases = config.aliases.clone();
+    aliases.extend(stored);
+    aliases
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,13 +146,11 @@ impl App {
             );
         }
         let stored_prices = access_sql::price_overrides(&conn).map_err(StoreError::from)?;
-        let prices = PriceBook::new(
-            PriceTable::builtin()
-                .with_overrides(&config.prices)?
-                .with_overrides(&stored_prices)?,
+        let prices = PriceBook::new(price_table(&config.prices, &stored_prices)?);
+        let aliases = merged_aliases(
+            &config,
+            access_sql::aliases(&conn).map_err(StoreError::from)?,
         );
-        let mut aliases = config.aliases.clone();
-        aliases.extend(access_sql::aliases(&conn).map_err(StoreError::from)?);
         let books = Books {
             prices: prices.clone(),
             key,
@@ -293,9 +305,6 @@ fn admin_credential(
 /// the old table in force.
 pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<usize, String> {
     let file = crate::config::FileConfig::read(path).map_err(|e| e.to_string())?;
-    PriceTable::builtin()
-        .with_overrides(&file.prices)
-        .map_err(|e| e.to_string())?;
     let previous = std::mem::replace(
         &mut *state.file_prices.write().unwrap_or_else(|e| e.into_inner()),
         file.prices.clone(),
@@ -307,13 +316,7 @@ pub async fn reload_prices(state: &AppState, path: &std::path::Path) -> Result<u
             return Err(e);
         }
     };
-    let detail = serde_json::json!({
-        "overrides": file.prices.iter().map(|(k, v)| (k.clone(), serde_json::json!({
-            "input": v.input, "output": v.output,
-            "cached_input": v.cached_input, "cache_write": v.cache_write,
-        }))).collect::<serde_json::Map<_, _>>(),
-        "models_priced": priced,
-    });
+    let detail = serde_json::json!({"overrides": file.prices, "models_priced": priced});
     state
         .writer
         .audit(AdminEntry {

@@ -1,7 +1,7 @@
 //! Admin API errors: `{"error": {"type", "message"}}` with a fitting status.
 //! Messages never carry internal details (database errors are logged).
 
-use crate::proxy::{Body, full};
+use crate::proxy::{Body, json_response};
 use http::{HeaderValue, Response, StatusCode, header};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +37,7 @@ impl AdminError {
     pub fn into_response(self) -> Response<Body> {
         let (status, kind) = self.status();
         let body = serde_json::json!({"error": {"type": kind, "message": self.to_string()}});
-        let mut resp = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let mut resp = json_response(status, serde_json::to_vec(&body).unwrap_or_default());
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

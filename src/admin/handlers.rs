@@ -2,12 +2,13 @@
 //! audit entry, update what this process holds in memory, answer.
 
 use super::Reply;
+use super::changes::{self, RevokeRefusal};
 use super::error::AdminError;
 use crate::app::AppState;
 use crate::ledger::money::format_usd_exact;
 use crate::ledger::prices::PriceSpec;
 use crate::store::AdminEntry;
-use crate::store::access_sql::{self, ClientKeyRow, Mutation, ProviderKeyRow};
+use crate::store::access_sql::{self, Mutation};
 use crate::trace::now_ms;
 use crate::vault::crypto::{MasterKey, PlainKey};
 use serde::Deserialize;
@@ -20,38 +21,28 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
         .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-async fn commit(
-    state: &AppState,
-    action: &str,
-    subject: String,
-    detail: Value,
-    mutation: Option<Mutation>,
-) -> Result<()> {
+/// Commits a change with its audit entry through the writer.
+async fn commit(state: &AppState, entry: AdminEntry) -> Result<()> {
     state
         .writer
-        .audit(AdminEntry {
-            actor: "admin".into(),
-            action: action.into(),
-            subject,
-            detail: detail.to_string(),
-            mutation,
-        })
+        .audit(entry)
         .await
         .map(drop)
         .map_err(AdminError::internal)
 }
 
-fn key_json(k: &ClientKeyRow) -> Value {
-    json!({
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "models": k.models,
-        "created_at": k.created_at_ms,
-        "expires_at": k.expires_at_ms,
-        "revoked_at": k.revoked_at_ms,
-    })
+/// A change that only this API makes, as its audit entry.
+fn change(action: &str, subject: String, detail: Value, mutation: Mutation) -> AdminEntry {
+    AdminEntry {
+        actor: ACTOR.into(),
+        action: action.into(),
+        subject,
+        detail: detail.to_string(),
+        mutation: Some(mutation),
+    }
 }
+
+const ACTOR: &str = "admin";
 
 pub async fn list_keys(state: &AppState) -> Result<Reply> {
     let keys = state
@@ -59,7 +50,11 @@ pub async fn list_keys(state: &AppState) -> Result<Reply> {
         .read(access_sql::client_keys)
         .await
         .map_err(AdminError::internal)?;
-    Ok(Reply::ok(keys.iter().map(key_json).collect::<Vec<_>>()))
+    Ok(Reply::ok(
+        keys.iter()
+            .map(changes::client_key_json)
+            .collect::<Vec<_>>(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -76,16 +71,8 @@ pub async fn create_key(state: &AppState, body: &[u8]) -> Result<Reply> {
     let req: NewKeyBody = parse(body)?;
     let row = crate::access::client_key_row(&req.name, req.expires_at.as_deref(), req.models)
         .map_err(AdminError::BadRequest)?;
-    let detail = key_json(&row.0);
-    commit(
-        state,
-        "client_key.create",
-        format!("client_key:{}", row.0.id),
-        detail,
-        Some(Mutation::CreateClientKey(row.0.clone())),
-    )
-    .await?;
-    let mut out = key_json(&row.0);
+    commit(state, changes::create_client_key(ACTOR, &row.0)).await?;
+    let mut out = changes::client_key_json(&row.0);
     out["key"] = row.1.expose().into();
     Ok(Reply::created(out))
 }
@@ -97,47 +84,14 @@ pub async fn revoke_key(state: &AppState, id: &str) -> Result<Reply> {
         .read(move |c| access_sql::find_client_keys(c, &needle))
         .await
         .map_err(AdminError::internal)?;
-    let key = match found.as_slice() {
-        [k] => k.clone(),
-        [] => return Err(AdminError::NotFound(format!("no client key {id}"))),
-        _ => {
-            return Err(AdminError::Conflict(format!(
-                "{id} matches several keys; use the id"
-            )));
-        }
-    };
-    if key.revoked_at_ms.is_some() {
-        return Err(AdminError::Conflict(format!(
-            "client key {} is already revoked",
-            key.id
-        )));
-    }
+    let key = changes::revocable(&found, id).map_err(|e| match e {
+        RevokeRefusal::NotFound(_) => AdminError::NotFound(e.to_string()),
+        _ => AdminError::Conflict(e.to_string()),
+    })?;
     let at = now_ms();
-    commit(
-        state,
-        "client_key.revoke",
-        format!("client_key:{}", key.id),
-        json!({"id": key.id, "revoked_at": at}),
-        Some(Mutation::RevokeClientKey {
-            id: key.id.clone(),
-            at_ms: at,
-        }),
-    )
-    .await?;
+    commit(state, changes::revoke_client_key(ACTOR, &key.id, at)).await?;
     state.auth.invalidate_all();
     Ok(Reply::ok(json!({"id": key.id, "revoked_at": at})))
-}
-
-fn provider_key_json(k: &ProviderKeyRow) -> Value {
-    json!({
-        "id": k.id,
-        "provider": k.provider,
-        "last4": k.last4,
-        "created_at": k.created_at_ms,
-        "master_key_id": k.master_key_id,
-        "disabled_at": k.disabled_at_ms,
-        "disabled_reason": k.disabled_reason,
-    })
 }
 
 pub async fn list_provider_keys(state: &AppState) -> Result<Reply> {
@@ -147,7 +101,9 @@ pub async fn list_provider_keys(state: &AppState) -> Result<Reply> {
         .await
         .map_err(AdminError::internal)?;
     Ok(Reply::ok(
-        keys.iter().map(provider_key_json).collect::<Vec<_>>(),
+        keys.iter()
+            .map(changes::provider_key_json)
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -179,16 +135,9 @@ pub async fn set_provider_key(state: &AppState, body: &[u8]) -> Result<Reply> {
     })?;
     let row =
         crate::vault::new_row(&master, &req.provider, &plain).map_err(AdminError::internal)?;
-    commit(
-        state,
-        "provider_key.set",
-        format!("provider_key:{}", row.id),
-        provider_key_json(&row),
-        Some(Mutation::SetProviderKey(row.clone())),
-    )
-    .await?;
+    commit(state, changes::set_provider_key(ACTOR, &row)).await?;
     state.vault.insert(&row.provider, &row.id, plain, false);
-    Ok(Reply::created(provider_key_json(&row)))
+    Ok(Reply::created(changes::provider_key_json(&row)))
 }
 
 pub async fn delete_provider_key(state: &AppState, id: &str) -> Result<Reply> {
@@ -202,10 +151,12 @@ pub async fn delete_provider_key(state: &AppState, id: &str) -> Result<Reply> {
     };
     commit(
         state,
-        "provider_key.delete",
-        format!("provider_key:{id}"),
-        json!({"id": id, "provider": row.provider}),
-        Some(Mutation::DeleteProviderKey { id: id.to_string() }),
+        change(
+            "provider_key.delete",
+            format!("provider_key:{id}"),
+            json!({"id": id, "provider": row.provider}),
+            Mutation::DeleteProviderKey { id: id.to_string() },
+        ),
     )
     .await?;
     state.vault.remove(id);
@@ -235,10 +186,7 @@ pub async fn rotate_vault(state: &AppState, body: &[u8]) -> Result<Reply> {
         crate::vault::reseal_all(&old, &new, &rows).map_err(AdminError::internal)?;
     commit(
         state,
-        "vault.rotate",
-        "vault".into(),
-        json!({"from": old.id(), "to": new.id(), "keys": count}),
-        Some(mutation),
+        changes::rotate_vault(ACTOR, &old, &new, count, mutation),
     )
     .await
     .map_err(|_| {
@@ -285,14 +233,16 @@ pub async fn set_alias(state: &AppState, name: &str, body: &[u8]) -> Result<Repl
     }
     commit(
         state,
-        "alias.set",
-        format!("alias:{name}"),
-        json!({"name": name, "target": req.target}),
-        Some(Mutation::SetAlias {
-            name: name.to_string(),
-            target: req.target.clone(),
-            at_ms: now_ms(),
-        }),
+        change(
+            "alias.set",
+            format!("alias:{name}"),
+            json!({"name": name, "target": req.target}),
+            Mutation::SetAlias {
+                name: name.to_string(),
+                target: req.target.clone(),
+                at_ms: now_ms(),
+            },
+        ),
     )
     .await?;
     state.reload_aliases().await.map_err(AdminError::internal)?;
@@ -313,10 +263,12 @@ pub async fn delete_alias(state: &AppState, name: &str) -> Result<Reply> {
     }
     commit(
         state,
-        "alias.delete",
-        format!("alias:{name}"),
-        json!({"name": name}),
-        Some(Mutation::DeleteAlias { name: owned }),
+        change(
+            "alias.delete",
+            format!("alias:{name}"),
+            json!({"name": name}),
+            Mutation::DeleteAlias { name: owned },
+        ),
     )
     .await?;
     state.reload_aliases().await.map_err(AdminError::internal)?;
@@ -356,15 +308,17 @@ pub async fn set_price(
         .map_err(|e| AdminError::BadRequest(e.to_string()))?;
     commit(
         state,
-        "price.set",
-        format!("price:{provider}/{model}"),
-        json!({"provider": provider, "model": model, "price": spec}),
-        Some(Mutation::SetPrice {
-            provider: provider.into(),
-            model: model.into(),
-            spec: spec.clone(),
-            at_ms: now_ms(),
-        }),
+        change(
+            "price.set",
+            format!("price:{provider}/{model}"),
+            json!({"provider": provider, "model": model, "price": spec}),
+            Mutation::SetPrice {
+                provider: provider.into(),
+                model: model.into(),
+                spec: spec.clone(),
+                at_ms: now_ms(),
+            },
+        ),
     )
     .await?;
     state
@@ -389,13 +343,15 @@ pub async fn delete_price(state: &AppState, provider: &str, model: &str) -> Resu
     }
     commit(
         state,
-        "price.delete",
-        format!("price:{provider}/{model}"),
-        json!({"provider": provider, "model": model}),
-        Some(Mutation::DeletePrice {
-            provider: provider.into(),
-            model: model.into(),
-        }),
+        change(
+            "price.delete",
+            format!("price:{provider}/{model}"),
+            json!({"provider": provider, "model": model}),
+            Mutation::DeletePrice {
+                provider: provider.into(),
+                model: model.into(),
+            },
+        ),
     )
     .await?;
     state

@@ -3,11 +3,12 @@
 //! `admin`) and takes effect in this process at once. Described by the
 //! OpenAPI document at `/admin/v1/openapi.json`.
 
+pub mod changes;
 mod error;
 mod handlers;
 
 use crate::app::AppState;
-use crate::proxy::{Body, full};
+use crate::proxy::{Body, full, json_response};
 use bytes::Bytes;
 use error::AdminError;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -42,12 +43,7 @@ where
     let s = &state;
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["openapi.json"]) => {
-            let mut resp = Response::new(full(OPENAPI));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            return resp;
+            return json_response(StatusCode::OK, OPENAPI);
         }
         (&Method::GET, ["keys"]) => handlers::list_keys(s).await,
         (&Method::POST, ["keys"]) => handlers::create_key(s, &body).await,
@@ -122,18 +118,14 @@ impl Reply {
     }
 
     fn into_response(self) -> Response<Body> {
-        let bytes = self
-            .body
-            .map(|b| serde_json::to_vec(&b).unwrap_or_default())
-            .unwrap_or_default();
-        let mut resp = Response::new(full(bytes));
-        *resp.status_mut() = self.status;
-        if self.status != StatusCode::NO_CONTENT {
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
+        let mut resp = match self.body {
+            Some(body) => json_response(self.status, serde_json::to_vec(&body).unwrap_or_default()),
+            None => {
+                let mut resp = Response::new(full(Bytes::new()));
+                *resp.status_mut() = self.status;
+                resp
+            }
+        };
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp

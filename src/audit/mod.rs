@@ -36,16 +36,10 @@ pub enum KeyError {
 
 /// The audit key: `TOLLGATE_AUDIT_KEY` (hex) wins over a key file.
 pub fn load_key(key_file: Option<&Path>, env: &dyn EnvSource) -> Result<ChainKey, KeyError> {
-    let (text, from) = match (env.var("TOLLGATE_AUDIT_KEY"), key_file) {
-        (Some(v), _) => (v, "TOLLGATE_AUDIT_KEY".to_string()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            path.display().to_string(),
-        ),
-        (None, None) => return Ok(ChainKey::Unkeyed),
+    let found = crate::config::key_text("TOLLGATE_AUDIT_KEY", key_file, env)
+        .map_err(|(path, source)| KeyError::Read { path, source })?;
+    let Some((text, from)) = found else {
+        return Ok(ChainKey::Unkeyed);
     };
     encoding::from_hex32(text.trim())
         .map(ChainKey::Keyed)

@@ -1,9 +1,9 @@
 //! `tollgate keys create|list|revoke`.
 
 use super::{EXIT_DATABASE, Failure, actor, commit};
+use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
-use crate::store::AdminEntry;
-use crate::store::access_sql::{self, ClientKeyRow, Mutation};
+use crate::store::access_sql::{self, ClientKeyRow};
 use rusqlite::Connection;
 
 fn ms_to_text(ms: Option<i64>) -> String {
@@ -27,21 +27,7 @@ pub fn create(
 ) -> Result<Vec<String>, Failure> {
     let (row, plaintext) =
         crate::access::client_key_row(name, expires, models).map_err(|e| (2, e))?;
-    let detail = serde_json::json!({
-        "id": row.id, "name": row.name, "prefix": row.prefix,
-        "models": row.models, "expires_at": row.expires_at_ms,
-    });
-    commit(
-        conn,
-        key,
-        AdminEntry {
-            actor: actor(),
-            action: "client_key.create".into(),
-            subject: format!("client_key:{}", row.id),
-            detail: detail.to_string(),
-            mutation: Some(Mutation::CreateClientKey(row.clone())),
-        },
-    )?;
+    commit(conn, key, changes::create_client_key(&actor(), &row))?;
     Ok(vec![
         format!(
             "created client key {} ({}), expires {}",
@@ -91,28 +77,12 @@ fn as_json(k: &ClientKeyRow) -> serde_json::Value {
 pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<String, Failure> {
     let found =
         access_sql::find_client_keys(conn, needle).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
-    let target = match found.as_slice() {
-        [k] => k.clone(),
-        [] => return Err((1, format!("no client key with id or prefix {needle:?}"))),
-        _ => return Err((1, format!("{needle:?} matches several keys; use the id"))),
-    };
-    if target.revoked_at_ms.is_some() {
-        return Err((1, format!("client key {} is already revoked", target.id)));
-    }
+    let target = changes::revocable(&found, needle).map_err(|e| (1, e.to_string()))?;
     let at = crate::trace::now_ms();
     commit(
         conn,
         key,
-        AdminEntry {
-            actor: actor(),
-            action: "client_key.revoke".into(),
-            subject: format!("client_key:{}", target.id),
-            detail: serde_json::json!({"id": target.id, "revoked_at": at}).to_string(),
-            mutation: Some(Mutation::RevokeClientKey {
-                id: target.id.clone(),
-                at_ms: at,
-            }),
-        },
+        changes::revoke_client_key(&actor(), &target.id, at),
     )?;
     Ok(format!(
         "revoked client key {} ({}); a running gateway refuses it within a second",

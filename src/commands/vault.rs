@@ -1,10 +1,10 @@
 //! `tollgate providers set-key` and `tollgate vault rotate|generate-key`.
 
 use super::{EXIT_CONFIG, EXIT_DATABASE, Failure, actor, commit};
+use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
-use crate::store::AdminEntry;
-use crate::store::access_sql::{self, Mutation};
+use crate::store::access_sql;
 use crate::vault::crypto::{MasterKey, PlainKey};
 use rusqlite::Connection;
 
@@ -49,17 +49,7 @@ pub fn set_key(
     let master = master(config, env)?;
     check_master(conn, &master)?;
     let row = crate::vault::new_row(&master, provider, &plain).map_err(|e| (1, e.to_string()))?;
-    commit(
-        conn,
-        key,
-        AdminEntry {
-            actor: actor(),
-            action: "provider_key.set".into(),
-            subject: format!("provider_key:{}", row.id),
-            detail: serde_json::json!({"id": row.id, "provider": row.provider, "last4": row.last4, "master_key_id": row.master_key_id}).to_string(),
-            mutation: Some(Mutation::SetProviderKey(row.clone())),
-        },
-    )?;
+    commit(conn, key, changes::set_provider_key(&actor(), &row))?;
     Ok(format!(
         "stored provider key {} for {provider} (…{}), sealed with master key {}; a running gateway picks it up on SIGHUP or restart",
         row.id, row.last4, row.master_key_id
@@ -82,14 +72,7 @@ pub fn rotate(
     commit(
         conn,
         key,
-        AdminEntry {
-            actor: actor(),
-            action: "vault.rotate".into(),
-            subject: "vault".into(),
-            detail: serde_json::json!({"from": old.id(), "to": new.id(), "keys": count})
-                .to_string(),
-            mutation: Some(mutation),
-        },
+        changes::rotate_vault(&actor(), &old, &new, count, mutation),
     )?;
     Ok(format!(
         "re-encrypted {count} provider key(s) under master key {} (was {}); configure the new key before the next restart",

@@ -26,6 +26,22 @@ where
     }
 }
 
+/// Key material from the environment variable `var` or else from `file`:
+/// the text and where it came from (to name in messages; never the text).
+pub fn key_text(
+    var: &str,
+    file: Option<&std::path::Path>,
+    env: &dyn EnvSource,
+) -> Result<Option<(String, String)>, (std::path::PathBuf, std::io::Error)> {
+    match (env.var(var), file) {
+        (Some(v), _) => Ok(Some((v, var.to_string()))),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|text| Some((text, path.display().to_string())))
+            .map_err(|e| (path.to_path_buf(), e)),
+        (None, None) => Ok(None),
+    }
+}
+
 pub(super) fn apply_overrides(file: &mut FileConfig, env: &dyn EnvSource) {
     if let Some(listen) = env.var("TOLLGATE_LISTEN") {
         file.server.listen = listen;

@@ -8,7 +8,7 @@
 mod env;
 mod file;
 
-pub use env::{EnvSource, ProcessEnv};
+pub use env::{EnvSource, ProcessEnv, key_text};
 pub use file::{FileConfig, ProviderEntry};
 
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@ use super::upstream::{DROP_RESPONSE, UpstreamCall};
 use super::{Body, BoxError};
 use crate::app::AppState;
 use crate::config::Protocol;
-use crate::providers::watch::Watch;
+use crate::providers::watch::{Observed, Watch};
 use crate::store::{Slot, WriteOp};
 use crate::trace::{ErrorKind, Trace};
 use bytes::{Bytes, BytesMut};
@@ -167,19 +167,32 @@ impl ObservedBody {
         }
     }
 
-    /// The upstream body ended normally.
-    fn complete(&mut self) {
+    /// Closes the watch and puts what it saw (usage, finish reason, upstream
+    /// time) on the trace; `keep_rest` sends on anything it held back.
+    fn close_watch(&mut self, keep_rest: bool) -> Observed {
         let mut out = std::mem::take(&mut self.scratch);
-        let seen = self.watch.finish(&mut out);
-        self.queue.extend(out.drain(..));
+        let mut seen = self.watch.finish(&mut out);
+        if keep_rest {
+            self.queue.extend(out.drain(..));
+        } else {
+            out.clear();
+        }
         self.scratch = out;
-        let upstream_failed = self.upstream_failed;
-        let event_stream = self.watch.is_event_stream();
         let sent_at = self.sent_at;
         if let Some(t) = self.trace() {
             t.upstream_us = Some(sent_at.elapsed().as_micros() as i64);
             t.usage = seen.usage;
-            t.finish_reason = seen.finish_reason;
+            t.finish_reason = seen.finish_reason.take();
+        }
+        seen
+    }
+
+    /// The upstream body ended normally.
+    fn complete(&mut self) {
+        let seen = self.close_watch(true);
+        let upstream_failed = self.upstream_failed;
+        let event_stream = self.watch.is_event_stream();
+        if let Some(t) = self.trace() {
             if upstream_failed {
                 let what = seen.error_type.as_deref().unwrap_or("an error");
                 t.fail(
@@ -203,15 +216,8 @@ impl ObservedBody {
 
     /// The upstream broke or ran out of time mid-body.
     fn break_off(&mut self, kind: ErrorKind, message: &str) {
-        let mut out = std::mem::take(&mut self.scratch);
-        let seen = self.watch.finish(&mut out);
-        out.clear();
-        self.scratch = out;
-        let sent_at = self.sent_at;
+        self.close_watch(false);
         if let Some(t) = self.trace() {
-            t.upstream_us = Some(sent_at.elapsed().as_micros() as i64);
-            t.usage = seen.usage;
-            t.finish_reason = seen.finish_reason;
             t.fail(kind, message);
         }
         if self.watch.is_event_stream() {

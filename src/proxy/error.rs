@@ -2,11 +2,11 @@
 //! error shape of the protocol the client speaks. Messages say what went
 //! wrong and what to do, and never carry internal details or secrets.
 
-use super::{Body, full};
+use super::{Body, json_response};
 use crate::access::AuthError;
 use crate::config::Protocol;
 use crate::trace::ErrorKind;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{Response, StatusCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -138,13 +138,7 @@ impl ProxyError {
             self.openai_type(),
             self.anthropic_type(),
         );
-        let mut resp = Response::new(full(body));
-        *resp.status_mut() = self.status();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        resp
+        json_response(self.status(), body)
     }
 }
 

@@ -32,6 +32,17 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// A complete `application/json` response.
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// The proxied endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -110,9 +121,28 @@ where
     let Ok(slot) = state.writer.reserve().await else {
         return ProxyError::ShuttingDown.to_response(protocol);
     };
-    let mut pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
+    let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
+    let mut response = call(&state, req, endpoint, pending).await;
+    if let Some(id) = request_id {
+        response.headers_mut().insert("x-tollgate-request-id", id);
+    }
+    response
+}
 
+/// Authenticate, prepare, send, and stream back; every ending completes
+/// `pending`.
+async fn call<B>(
+    state: &AppState,
+    req: Request<B>,
+    endpoint: Endpoint,
+    mut pending: PendingTrace,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let protocol = endpoint.protocol();
     let key = if state.config.require_client_key {
         match state
             .auth
@@ -120,31 +150,19 @@ where
             .await
         {
             Ok(key) => Some(key),
-            Err(e) => {
-                let mut response = fail(ProxyError::Unauthorized(e), protocol, pending);
-                if let Some(id) = request_id {
-                    response.headers_mut().insert("x-tollgate-request-id", id);
-                }
-                return response;
-            }
+            Err(e) => return fail(ProxyError::Unauthorized(e), protocol, pending),
         }
     } else {
         None
     };
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
-
-    let mut response =
-        match request::prepare(&state, req, endpoint, key.as_ref(), &mut pending.trace).await {
-            Ok(prepared) => match upstream::send(&state, prepared, &mut pending.trace).await {
-                Ok(call) => ObservedBody::respond(&state, call, pending),
-                Err(e) => fail(e, protocol, pending),
-            },
+    match request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await {
+        Ok(prepared) => match upstream::send(state, prepared, &mut pending.trace).await {
+            Ok(call) => ObservedBody::respond(state, call, pending),
             Err(e) => fail(e, protocol, pending),
-        };
-    if let Some(id) = request_id {
-        response.headers_mut().insert("x-tollgate-request-id", id);
+        },
+        Err(e) => fail(e, protocol, pending),
     }
-    response
 }
 
 fn fail(e: ProxyError, protocol: Protocol, mut pending: PendingTrace) -> Response<Body> {
@@ -172,11 +190,5 @@ async fn health(state: &AppState) -> Response<Body> {
             &br#"{"status":"database unavailable"}"#[..],
         )
     };
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    json_response(status, body)
 }

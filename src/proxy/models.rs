@@ -1,9 +1,9 @@
 //! `GET /v1/models`: the models and aliases this gateway routes, answered
 //! locally in the list shape of the SDK that asks.
 
-use super::{Body, full};
+use super::{Body, json_response};
 use crate::app::AppState;
-use http::{HeaderValue, Request, Response, header};
+use http::{Request, Response};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
@@ -47,10 +47,8 @@ pub fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
             .collect();
         json!({"object": "list", "data": data})
     };
-    let mut resp = Response::new(full(serde_json::to_vec(&body).unwrap_or_default()));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    json_response(
+        http::StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }

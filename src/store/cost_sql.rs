@@ -3,7 +3,7 @@
 
 use crate::ledger::CostRecord;
 use rusqlite::Connection;
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::ValueRef;
 use std::sync::LazyLock;
 
 pub const COLUMNS: [&str; 12] = [
@@ -45,9 +45,5 @@ pub fn values(c: &CostRecord) -> Vec<ValueRef<'_>> {
 
 pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("costs", &COLUMNS));
-    conn.prepare_cached(&SQL)?
-        .execute(rusqlite::params_from_iter(
-            values.iter().map(|v| ToSqlOutput::Borrowed(*v)),
-        ))?;
-    Ok(())
+    super::insert_values(conn, &SQL, values)
 }

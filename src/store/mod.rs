@@ -62,6 +62,21 @@ fn insert_sql(table: &str, columns: &[&str]) -> String {
     )
 }
 
+/// Runs a cached `INSERT` with borrowed values (no copies of the row).
+fn insert_values(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    values: &[rusqlite::types::ValueRef<'_>],
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?
+        .execute(rusqlite::params_from_iter(
+            values
+                .iter()
+                .map(|v| rusqlite::types::ToSqlOutput::Borrowed(*v)),
+        ))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

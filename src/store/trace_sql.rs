@@ -3,7 +3,7 @@
 
 use crate::trace::Trace;
 use rusqlite::Connection;
-use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::types::ValueRef;
 use std::sync::LazyLock;
 
 pub const COLUMNS: [&str; 27] = [
@@ -83,9 +83,5 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
 
 pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("traces", &COLUMNS));
-    conn.prepare_cached(&SQL)?
-        .execute(rusqlite::params_from_iter(
-            values.iter().map(|v| ToSqlOutput::Borrowed(*v)),
-        ))?;
-    Ok(())
+    super::insert_values(conn, &SQL, values)
 }

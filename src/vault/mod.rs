@@ -49,16 +49,10 @@ pub fn load_master(
     file: Option<&Path>,
     env: &dyn EnvSource,
 ) -> Result<Option<MasterKey>, LoadError> {
-    let (text, from) = match (env.var("TOLLGATE_MASTER_KEY"), file) {
-        (Some(v), _) => (v, "TOLLGATE_MASTER_KEY".to_string()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?,
-            path.display().to_string(),
-        ),
-        (None, None) => return Ok(None),
+    let found = crate::config::key_text("TOLLGATE_MASTER_KEY", file, env)
+        .map_err(|(path, source)| LoadError::Read { path, source })?;
+    let Some((text, from)) = found else {
+        return Ok(None);
     };
     MasterKey::from_base64(&text)
         .map(Some)

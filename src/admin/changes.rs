@@ -1,0 +1,116 @@
+//! The administrative changes that both the admin API and the CLI make:
+//! each as the audit entry that carries it, so the two record the same
+//! thing, and the checks they share.
+
+use crate::store::AdminEntry;
+use crate::store::access_sql::{ClientKeyRow, Mutation, ProviderKeyRow};
+use crate::vault::crypto::MasterKey;
+use serde_json::{Value, json};
+
+/// A client key as shown and audited (never the key or its hash).
+pub fn client_key_json(k: &ClientKeyRow) -> Value {
+    json!({
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "models": k.models,
+        "created_at": k.created_at_ms,
+        "expires_at": k.expires_at_ms,
+        "revoked_at": k.revoked_at_ms,
+    })
+}
+
+/// A stored provider key as shown and audited (never the key).
+pub fn provider_key_json(k: &ProviderKeyRow) -> Value {
+    json!({
+        "id": k.id,
+        "provider": k.provider,
+        "last4": k.last4,
+        "created_at": k.created_at_ms,
+        "master_key_id": k.master_key_id,
+        "disabled_at": k.disabled_at_ms,
+        "disabled_reason": k.disabled_reason,
+    })
+}
+
+fn entry(actor: &str, action: &str, subject: String, detail: Value, m: Mutation) -> AdminEntry {
+    AdminEntry {
+        actor: actor.into(),
+        action: action.into(),
+        subject,
+        detail: detail.to_string(),
+        mutation: Some(m),
+    }
+}
+
+pub fn create_client_key(actor: &str, row: &ClientKeyRow) -> AdminEntry {
+    entry(
+        actor,
+        "client_key.create",
+        format!("client_key:{}", row.id),
+        client_key_json(row),
+        Mutation::CreateClientKey(row.clone()),
+    )
+}
+
+pub fn revoke_client_key(actor: &str, id: &str, at_ms: i64) -> AdminEntry {
+    entry(
+        actor,
+        "client_key.revoke",
+        format!("client_key:{id}"),
+        json!({"id": id, "revoked_at": at_ms}),
+        Mutation::RevokeClientKey {
+            id: id.to_string(),
+            at_ms,
+        },
+    )
+}
+
+pub fn set_provider_key(actor: &str, row: &ProviderKeyRow) -> AdminEntry {
+    entry(
+        actor,
+        "provider_key.set",
+        format!("provider_key:{}", row.id),
+        provider_key_json(row),
+        Mutation::SetProviderKey(row.clone()),
+    )
+}
+
+/// `reseal` is the mutation from `vault::reseal_all`.
+pub fn rotate_vault(
+    actor: &str,
+    old: &MasterKey,
+    new: &MasterKey,
+    count: usize,
+    reseal: Mutation,
+) -> AdminEntry {
+    entry(
+        actor,
+        "vault.rotate",
+        "vault".into(),
+        json!({"from": old.id(), "to": new.id(), "keys": count}),
+        reseal,
+    )
+}
+
+/// Why a revocation by id or prefix cannot go ahead.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeRefusal {
+    #[error("no client key with id or prefix {0:?}")]
+    NotFound(String),
+    #[error("{0:?} matches several keys; use the id")]
+    Ambiguous(String),
+    #[error("client key {0} is already revoked")]
+    AlreadyRevoked(String),
+}
+
+/// The one key `needle` (an id or a display prefix) names, if it may be
+/// revoked; `found` is what `access_sql::find_client_keys` returned.
+pub fn revocable(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, RevokeRefusal> {
+    match found {
+        [k] if k.revoked_at_ms.is_some() => Err(RevokeRefusal::AlreadyRevoked(k.id.clone())),
+        [k] => Ok(k.clone()),
+        [] => Err(RevokeRefusal::NotFound(needle.to_string())),
+        _ => Err(RevokeRefusal::Ambiguous(needle.to_string())),
+    }
+}

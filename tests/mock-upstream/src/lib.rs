@@ -818,6 +818,19 @@ fn openai_usage(u: &Usage) -> Value {
     })
 }
 
+/// What a chat or message answer will say: the model, the reply's pieces
+/// (one per stream event) and the usage it reports.
+fn reply_plan<'a>(req: &'a Value, ctl: &Controls) -> Result<(&'a str, Vec<String>, Usage), String> {
+    let model = model_of(req)?;
+    let pieces = ctl.reply_pieces();
+    let usage = ctl.usage.apply(Usage {
+        prompt: 10 + message_count(req),
+        completion: pieces.len() as u64,
+        ..Usage::default()
+    });
+    Ok((model, pieces, usage))
+}
+
 // ---------------------------------------------------------------------------
 // OpenAI
 
@@ -827,13 +840,7 @@ fn chat(
     req: &Value,
     ctl: &Controls,
 ) -> Result<Response<MockBody>, String> {
-    let model = model_of(req)?;
-    let pieces = ctl.reply_pieces();
-    let usage = ctl.usage.apply(Usage {
-        prompt: 10 + message_count(req),
-        completion: pieces.len() as u64,
-        ..Usage::default()
-    });
+    let (model, pieces, usage) = reply_plan(req, ctl)?;
     let chat_id = format!("chatcmpl-mock{id}");
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
@@ -1028,13 +1035,7 @@ fn messages(
     req: &Value,
     ctl: &Controls,
 ) -> Result<Response<MockBody>, String> {
-    let model = model_of(req)?;
-    let pieces = ctl.reply_pieces();
-    let usage = ctl.usage.apply(Usage {
-        prompt: 10 + message_count(req),
-        completion: pieces.len() as u64,
-        ..Usage::default()
-    });
+    let (model, pieces, usage) = reply_plan(req, ctl)?;
     let msg_id = format!("msg_mock{id}");
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {

@@ -632,6 +632,78 @@ async fn client_disconnect_mid_stream_cancels_upstream_and_is_traced() {
     assert_eq!(gw.mock.completed_streams(), 0);
 }
 
+/// Reads a stream until `terminator` has arrived, then hangs up at once, the
+/// way the SDKs do, while the upstream still holds its body open.
+async fn read_until_then_hang_up(resp: reqwest::Response, terminator: &str) -> String {
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.ends_with(terminator) {
+        let chunk = stream
+            .next()
+            .await
+            .expect("stream ended before its terminator")
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_after_the_terminator_is_a_complete_costed_request() {
+    let mut gw = Gateway::start().await;
+    let openai = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-mock-usage", "prompt=12,completion=22")
+        .header("x-mock-hold-open-ms", "30000")
+        .json(&chat("gpt-4o-mini", true))
+        .send()
+        .await
+        .unwrap();
+    let text = read_until_then_hang_up(openai, "data: [DONE]\n\n").await;
+    assert!(!text.contains("usage"), "{text}");
+
+    let anthropic = client()
+        .post(gw.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("x-mock-usage", "prompt=30,completion=12")
+        .header("x-mock-hold-open-ms", "30000")
+        .json(&message("claude-haiku-4-5", true))
+        .send()
+        .await
+        .unwrap();
+    read_until_then_hang_up(anthropic, "data: {\"type\":\"message_stop\"}\n\n").await;
+
+    assert!(
+        gw.mock
+            .wait_cancelled_streams(2, Duration::from_secs(5))
+            .await,
+        "tollgate kept the upstream streams open after the client left"
+    );
+    assert_eq!(gw.wait_traces(2).await, 2);
+    gw.stop().await;
+    let db = gw.db();
+    type Row = (i64, i64, i64, String, Option<String>, i64);
+    let rows: Vec<Row> = db
+        .prepare(
+            "SELECT t.status, t.input_tokens, t.output_tokens, t.finish_reason, t.error_kind, c.cost_uc
+             FROM traces t JOIN costs c ON c.trace_id = t.id ORDER BY t.id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    // gpt-4o-mini at $0.15 / $0.60 per 1M: 12 x 0.15 + 22 x 0.60 = 15 µ$ = 1500 µ¢;
+    // claude-haiku-4-5 at $1 / $5 per 1M: 30 x 1 + 12 x 5 = 90 µ$ = 9000 µ¢.
+    assert_eq!(
+        rows,
+        vec![
+            (200, 12, 22, "stop".to_string(), None, 1500),
+            (200, 30, 12, "end_turn".to_string(), None, 9000),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_breaking_mid_stream_ends_the_clients_stream_with_an_error() {
     let mut gw = Gateway::start().await;

@@ -243,6 +243,17 @@ impl ObservedBody {
 
 impl Drop for ObservedBody {
     fn drop(&mut self) {
+        if !self.done {
+            // The client went away before the upstream body ended. Whatever
+            // the watch saw (usage, finish reason) still belongs on the trace.
+            // A stream whose terminator the client already had is complete:
+            // SDKs hang up on `[DONE]`/`message_stop` without waiting for
+            // the upstream to close the body.
+            let seen = self.close_watch(false);
+            if seen.stream_complete && seen.error_type.is_none() && self.queue.is_empty() {
+                self.done = true;
+            }
+        }
         // Ended upstream but not polled to the end (a known length lets
         // hyper stop early): a completed request, not a disconnect.
         if self.done {

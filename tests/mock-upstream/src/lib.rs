@@ -22,6 +22,8 @@
 //!   override any subset of the reported token counts.
 //! * `x-mock-break-after: N`: abort a stream's body with an error after N
 //!   events (the client sees a truncated body, not a clean end).
+//! * `x-mock-hold-open-ms: N`: after a stream's last event, keep the body
+//!   open N ms before ending it (a slow connection close after `[DONE]`).
 //!
 //! When [`MockConfig::expect_key`] is set, OpenAI routes require
 //! `authorization: Bearer KEY` and the Anthropic route requires
@@ -291,6 +293,8 @@ struct EventStream {
     /// Abort with an error once this many events are out (already clamped
     /// to the number of events).
     break_after: Option<usize>,
+    /// Pause after the last event before the body ends.
+    hold_open: Option<Duration>,
     sent: usize,
     yielded: bool,
     done: bool,
@@ -369,14 +373,20 @@ impl EventStream {
             return Poll::Ready(Some(Err(Box::new(MockBreak))));
         }
         let Some(event) = self.events.next() else {
-            // Only reachable for an empty event list.
+            // An empty event list, or the end of a held-open body.
             self.finish();
             return Poll::Ready(None);
         };
         self.sent += 1;
-        let more = self.events.len() > 0 || self.break_after.is_some();
+        let last = self.events.len() == 0;
+        let more = !last || self.break_after.is_some() || self.hold_open.is_some();
         if !more {
             self.finish();
+        } else if let Some(hold) = self
+            .hold_open
+            .filter(|_| last && self.break_after.is_none())
+        {
+            self.sleep = Some(Box::pin(tokio::time::sleep(hold)));
         } else if !self.delay.is_zero() {
             self.sleep = Some(Box::pin(tokio::time::sleep(self.delay)));
         }
@@ -432,6 +442,7 @@ struct Controls {
     words: Option<usize>,
     usage: UsageOverride,
     break_after: Option<usize>,
+    hold_open: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -500,6 +511,7 @@ impl Controls {
                 .map(UsageOverride::parse)
                 .unwrap_or_default(),
             break_after: header_num::<usize>(h, "x-mock-break-after"),
+            hold_open: header_num::<u64>(h, "x-mock-hold-open-ms").map(Duration::from_millis),
         }
     }
 
@@ -774,6 +786,7 @@ fn stream_response(
         delay: ctl.chunk_delay,
         sleep: None,
         break_after,
+        hold_open: ctl.hold_open,
         sent: 0,
         yielded: false,
         done: false,

@@ -231,9 +231,9 @@ async fn planted_secrets_never_leak() {
         responses.push_str(&record(resp).await);
     }
 
-    // SIGKILL (after the last batch's few milliseconds): the WAL stays on
-    // disk to be searched too.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // SIGKILL once everything is committed: the WAL stays on disk to be
+    // searched too.
+    assert_eq!(wait_for_traces(&db, 12).await, 12, "not committed");
     child.kill().unwrap();
     child.wait().unwrap();
     logs.push_str(&log_reader.join().unwrap());

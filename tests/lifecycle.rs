@@ -354,12 +354,11 @@ async fn kill_9_leaves_a_consistent_file_and_a_valid_ledger() {
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap();
     }
-    // Batches close within batch_max_delay_ms (2 ms here) of their first record.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let db = dir.path().join("tollgate.db");
+    assert_eq!(wait_for_traces(&db, 25).await, 25, "not committed");
     signal(&served.child, "-KILL");
     served.child.wait().unwrap();
 
-    let db = dir.path().join("tollgate.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -139,14 +139,22 @@ impl Gateway {
 
     /// Waits until the writer has committed `n` traces.
     pub async fn wait_traces(&self, n: i64) -> i64 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let count = trace_count(&self.db());
-            if count >= n || tokio::time::Instant::now() > deadline {
-                return count;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        wait_for_traces(&self.db, n).await
+    }
+}
+
+/// Waits (up to 10 s) until the database at `db` holds `n` traces; returns
+/// the count it last saw. For gateways running in another process.
+pub async fn wait_for_traces(db: &std::path::Path, n: i64) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let count = trace_count(&conn);
+        if count >= n || tokio::time::Instant::now() > deadline {
+            return count;
         }
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -299,13 +299,10 @@ async fn the_admin_api_requires_its_credential_and_audits_every_change() {
         cost, 100_000_000,
         "1M tokens at the $1/M set through the API"
     );
-    let actions: Vec<(String, String)> = db
-        .prepare("SELECT actor, action FROM audit_log WHERE action != 'proxy.request' ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let actions: Vec<(String, String)> = rows(
+        &db,
+        "SELECT actor, action FROM audit_log WHERE action != 'proxy.request' ORDER BY seq",
+    );
     let want = [
         "client_key.create",
         "alias.set",

@@ -255,22 +255,10 @@ async fn rewriting_the_whole_chain_without_the_key_is_caught() {
     let (db, c) = l.copy("rewritten");
     c.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2", [])
         .unwrap();
-    let rows: Vec<(i64, i64, String, String, String, Vec<u8>)> = c
-        .prepare("SELECT seq, ts_ms, actor, action, subject, digest FROM audit_log ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(i64, i64, String, String, String, Vec<u8>)> = rows(
+        &c,
+        "SELECT seq, ts_ms, actor, action, subject, digest FROM audit_log ORDER BY seq",
+    );
     let mut prev = GENESIS;
     for (seq, ts_ms, actor, action, subject, digest) in rows {
         let entry = Entry {

@@ -226,14 +226,10 @@ async fn requests_that_cost_nothing_or_an_unknown_amount() {
         .unwrap();
     resp.bytes().await.unwrap();
     gw.stop().await;
-    let rows: Vec<(String, Option<i64>)> = gw
-        .db()
-        .prepare("SELECT costs.status, cost_uc FROM costs JOIN traces ON traces.id = costs.trace_id ORDER BY traces.id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, Option<i64>)> = rows(
+        &gw.db(),
+        "SELECT costs.status, cost_uc FROM costs JOIN traces ON traces.id = costs.trace_id ORDER BY traces.id",
+    );
     assert_eq!(
         rows,
         vec![

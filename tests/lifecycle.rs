@@ -423,13 +423,7 @@ async fn sighup_reloads_prices_without_a_restart() {
     assert_eq!(code, 0, "{stderr}");
     let conn = rusqlite::Connection::open(&db).unwrap();
     // 1,000,000 input tokens: $0.15 before the reload, $0.25 after.
-    let costs: Vec<i64> = conn
-        .prepare("SELECT cost_uc FROM costs ORDER BY trace_id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let costs: Vec<i64> = column(&conn, "SELECT cost_uc FROM costs ORDER BY trace_id");
     assert_eq!(costs, vec![15_000_000, 25_000_000]);
 }
 

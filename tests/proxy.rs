@@ -232,13 +232,7 @@ async fn streaming_is_incremental() {
     }
     gw.stop().await;
     let db = gw.db();
-    let ttfb: Vec<(i64, i64)> = db
-        .prepare("SELECT ttfb_us, total_us FROM traces")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let ttfb: Vec<(i64, i64)> = rows(&db, "SELECT ttfb_us, total_us FROM traces");
     assert_eq!(ttfb.len(), 2);
     for (first, total) in ttfb {
         assert!(
@@ -348,13 +342,10 @@ async fn anthropic_messages_non_stream_and_stream() {
     gw.stop().await;
     let db = gw.db();
     type Row = (i64, i64, i64, Option<i64>, Option<i64>, String);
-    let rows: Vec<Row> = db
-        .prepare("SELECT stream, input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens, finish_reason FROM traces ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<Row> = rows(
+        &db,
+        "SELECT stream, input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens, finish_reason FROM traces ORDER BY id",
+    );
     assert_eq!(
         rows,
         vec![
@@ -400,14 +391,10 @@ async fn upstream_errors_pass_through_unchanged() {
         );
     }
     gw.stop().await;
-    let kinds: Vec<(i64, String)> = gw
-        .db()
-        .prepare("SELECT status, error_kind FROM traces ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<(i64, String)> = rows(
+        &gw.db(),
+        "SELECT status, error_kind FROM traces ORDER BY id",
+    );
     assert_eq!(kinds.len(), 4);
     assert!(
         kinds.iter().all(|(_, k)| k == "upstream_error_status"),
@@ -518,14 +505,7 @@ async fn tollgate_errors_come_in_the_clients_protocol_shape() {
         "nothing invalid reaches the upstream"
     );
     gw.stop().await;
-    let kinds: Vec<String> = gw
-        .db()
-        .prepare("SELECT error_kind FROM traces ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<String> = column(&gw.db(), "SELECT error_kind FROM traces ORDER BY id");
     assert_eq!(
         kinds,
         vec![
@@ -683,16 +663,11 @@ async fn hanging_up_after_the_terminator_is_a_complete_costed_request() {
     gw.stop().await;
     let db = gw.db();
     type Row = (i64, i64, i64, String, Option<String>, i64);
-    let rows: Vec<Row> = db
-        .prepare(
-            "SELECT t.status, t.input_tokens, t.output_tokens, t.finish_reason, t.error_kind, c.cost_uc
+    let rows: Vec<Row> = rows(
+        &db,
+        "SELECT t.status, t.input_tokens, t.output_tokens, t.finish_reason, t.error_kind, c.cost_uc
              FROM traces t JOIN costs c ON c.trace_id = t.id ORDER BY t.id",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    );
     // gpt-4o-mini at $0.15 / $0.60 per 1M: 12 x 0.15 + 22 x 0.60 = 15 µ$ = 1500 µ¢;
     // claude-haiku-4-5 at $1 / $5 per 1M: 30 x 1 + 12 x 5 = 90 µ$ = 9000 µ¢.
     assert_eq!(
@@ -739,14 +714,10 @@ async fn upstream_breaking_mid_stream_ends_the_clients_stream_with_an_error() {
     );
 
     gw.stop().await;
-    let kinds: Vec<(String, Option<i64>)> = gw
-        .db()
-        .prepare("SELECT error_kind, input_tokens FROM traces ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let kinds: Vec<(String, Option<i64>)> = rows(
+        &gw.db(),
+        "SELECT error_kind, input_tokens FROM traces ORDER BY id",
+    );
     assert_eq!(kinds[0].0, "upstream_stream_broken");
     assert_eq!(
         kinds[1],

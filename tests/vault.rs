@@ -114,13 +114,7 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
     gw.stop().await;
 
     let db = gw.db();
-    let blobs: Vec<Vec<u8>> = db
-        .prepare("SELECT ciphertext FROM provider_keys")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let blobs: Vec<Vec<u8>> = column(&db, "SELECT ciphertext FROM provider_keys");
     assert_eq!(blobs.len(), 2);
     let file = std::fs::read(&gw.db).unwrap();
     assert!(

@@ -162,6 +162,23 @@ pub fn parse_config(toml: &str) -> Config {
     FileConfig::parse(toml).unwrap().validate().unwrap()
 }
 
+/// Every row `sql` returns, each read into a tuple of its columns.
+pub fn rows<T>(conn: &Connection, sql: &str) -> Vec<T>
+where
+    T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+{
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| T::try_from(r))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The first column of every row `sql` returns.
+pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+    rows::<(T,)>(conn, sql).into_iter().map(|(v,)| v).collect()
+}
+
 pub fn trace_count(conn: &Connection) -> i64 {
     conn.query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
         .unwrap()

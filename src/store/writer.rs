@@ -343,15 +343,11 @@ impl WriterLoop {
     fn write_one_by_one(&mut self, batch: &[WriteOp]) -> Vec<Option<Head>> {
         let mut heads = Vec::with_capacity(batch.len());
         for op in batch {
-            let single = match op {
-                WriteOp::Trace(t) => WriteOp::Trace(t.clone()),
-                WriteOp::Audit(e, _) => WriteOp::Audit(e.clone(), None),
-                WriteOp::Flush(_) => {
-                    heads.push(None);
-                    continue;
-                }
-            };
-            match self.write_batch(std::slice::from_ref(&single)) {
+            if matches!(op, WriteOp::Flush(_)) {
+                heads.push(None);
+                continue;
+            }
+            match self.write_batch(std::slice::from_ref(op)) {
                 Ok(done) => heads.extend(self.committed(done)),
                 Err(e) => {
                     heads.push(None);

@@ -70,8 +70,8 @@ pub async fn send(
     // Vault keys first, spread round robin; a key the upstream refuses with
     // 401 is set aside and the request tried with the next one.
     let mut refused: Vec<String> = Vec::new();
+    let mut chosen = state.vault.pick(&provider.name, &refused);
     let (response, sent_at) = loop {
-        let chosen = state.vault.pick(&provider.name, &refused);
         let credential = match (&chosen, &provider.api_key, &provider.api_key_env) {
             (Some(c), _, _) => Some(c.key.expose()),
             (None, Some(key), _) => Some(key.expose()),
@@ -128,11 +128,12 @@ pub async fn send(
             Ok(Ok(response)) => response,
         };
         if response.status() == http::StatusCode::UNAUTHORIZED
-            && let Some(c) = chosen
+            && let Some(c) = chosen.take()
         {
             set_aside(state, &provider.name, &c.id);
             refused.push(c.id);
-            if state.vault.pick(&provider.name, &refused).is_some() {
+            chosen = state.vault.pick(&provider.name, &refused);
+            if chosen.is_some() {
                 continue;
             }
         }

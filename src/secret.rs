@@ -1,8 +1,13 @@
-//! A wrapper for secrets whose `Debug` and `Display` never show the value.
+//! One type for every secret held in memory (provider keys, decrypted or
+//! configured, and the first-run admin credential): `Debug` and `Display`
+//! never show the value, the value is reachable only through
+//! [`Secret::expose`] (so every place that handles one is easy to find), and
+//! it is wiped on drop (each clone wipes its own copy).
 
 use std::fmt;
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
 pub struct Secret(String);
 
 impl Secret {
@@ -10,7 +15,7 @@ impl Secret {
         Secret(value)
     }
 
-    /// The plaintext, for the one place that must send it.
+    /// The plaintext, for the one place that must use it.
     pub fn expose(&self) -> &str {
         &self.0
     }

@@ -7,10 +7,11 @@ use super::error::AdminError;
 use crate::app::AppState;
 use crate::ledger::money::format_usd_exact;
 use crate::ledger::prices::PriceSpec;
+use crate::secret::Secret;
 use crate::store::AdminEntry;
 use crate::store::access_sql::{self, Mutation};
 use crate::trace::now_ms;
-use crate::vault::crypto::{MasterKey, PlainKey};
+use crate::vault::crypto::MasterKey;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -116,7 +117,7 @@ struct ProviderKeyBody {
 
 pub async fn set_provider_key(state: &AppState, body: &[u8]) -> Result<Reply> {
     let req: ProviderKeyBody = parse(body)?;
-    let plain = PlainKey::new(req.key);
+    let plain = Secret::new(req.key);
     if !state
         .router()
         .providers()

@@ -4,8 +4,9 @@ use super::{EXIT_CONFIG, EXIT_DATABASE, Failure, actor, commit};
 use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
+use crate::secret::Secret;
 use crate::store::access_sql;
-use crate::vault::crypto::{MasterKey, PlainKey};
+use crate::vault::crypto::MasterKey;
 use rusqlite::Connection;
 
 fn master(config: &Config, env: &dyn EnvSource) -> Result<MasterKey, Failure> {
@@ -42,7 +43,7 @@ pub fn set_key(
     if !config.providers.iter().any(|p| p.name == provider) {
         return Err((2, format!("no provider named {provider:?} is configured")));
     }
-    let plain = PlainKey::new(plaintext.trim().to_string());
+    let plain = Secret::new(plaintext.trim().to_string());
     if plain.expose().is_empty() {
         return Err((2, "no key on standard input".into()));
     }

@@ -36,6 +36,7 @@
 
 use std::fmt;
 
+use crate::secret::Secret;
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -193,39 +194,6 @@ pub struct Sealed {
     pub master_key_id: String,
 }
 
-/// A decrypted provider key, held in memory only.
-///
-/// Wiped on drop (each clone wipes its own copy). `Debug` and `Display`
-/// print `*****`; the value is reachable only through [`PlainKey::expose`],
-/// which makes every place that handles the real key easy to find.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub struct PlainKey(String);
-
-impl PlainKey {
-    /// Takes ownership of a key, e.g. one an operator just entered, so it is
-    /// wiped on drop like a decrypted one.
-    pub fn new(key: String) -> PlainKey {
-        PlainKey(key)
-    }
-
-    /// The key itself, for the one place that must send it upstream.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PlainKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("*****")
-    }
-}
-
-impl fmt::Display for PlainKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("*****")
-    }
-}
-
 /// The associated data binding a ciphertext to its row:
 /// `b"tollgate provider key v1\0"` ‖ u32 BE len(provider) ‖ provider ‖
 /// u32 BE len(row_id) ‖ row_id. Fails only for a field over 4 GiB.
@@ -289,7 +257,7 @@ pub fn open(
     provider: &str,
     row_id: &str,
     sealed: &Sealed,
-) -> Result<PlainKey, VaultError> {
+) -> Result<Secret, VaultError> {
     if sealed.master_key_id != master.id {
         return Err(VaultError::WrongMasterKey {
             sealed_with: sealed.master_key_id.clone(),
@@ -312,7 +280,7 @@ pub fn open(
         });
     }
     match String::from_utf8(buffer) {
-        Ok(key) => Ok(PlainKey(key)),
+        Ok(key) => Ok(Secret::new(key)),
         Err(not_utf8) => {
             not_utf8.into_bytes().zeroize();
             Err(VaultError::Crypto)
@@ -424,7 +392,7 @@ mod tests {
         ));
     }
 
-    fn assert_tampered(result: Result<PlainKey, VaultError>, provider: &str, row_id: &str) {
+    fn assert_tampered(result: Result<Secret, VaultError>, provider: &str, row_id: &str) {
         match result {
             Err(VaultError::Tampered {
                 provider: p,
@@ -542,7 +510,7 @@ mod tests {
         ));
         // Rotation cannot be used to move a key to another row either.
         assert_tampered(
-            reseal(&old, &new, "openai", "row-2", &sealed).map(|_| PlainKey::new(String::new())),
+            reseal(&old, &new, "openai", "row-2", &sealed).map(|_| Secret::new(String::new())),
             "openai",
             "row-2",
         );
@@ -644,7 +612,7 @@ mod tests {
             shown.push(format!("{err:?}"));
         }
         assert_eq!(shown[0], format!("MasterKey(id={})", key.id()));
-        assert_eq!(shown[1], "*****");
+        assert_eq!(shown[1], "Secret(*****)");
         assert_eq!(shown[2], "*****");
         for text in &shown {
             assert!(!text.contains(PLANTED), "{text}");
@@ -659,8 +627,8 @@ mod tests {
     }
 
     #[test]
-    fn plain_key_clone_and_zeroize() {
-        let mut a = PlainKey::new(PLANTED.to_owned());
+    fn secret_clone_and_zeroize() {
+        let mut a = Secret::new(PLANTED.to_owned());
         let b = a.clone();
         a.zeroize();
         assert_eq!(a.expose(), "");
@@ -671,7 +639,7 @@ mod tests {
     fn secrets_are_wiped_on_drop() {
         fn zeroize_on_drop<T: ZeroizeOnDrop>() {}
         zeroize_on_drop::<MasterKey>();
-        zeroize_on_drop::<PlainKey>();
+        zeroize_on_drop::<Secret>();
         // The AES key schedule contains the master key itself; this fails
         // to compile unless the `aes` crate's `zeroize` feature is on.
         zeroize_on_drop::<aes_gcm::aes::Aes256>();

@@ -6,8 +6,9 @@
 pub mod crypto;
 
 use crate::config::EnvSource;
+use crate::secret::Secret;
 use crate::store::access_sql::ProviderKeyRow;
-use crypto::{MasterKey, PlainKey, Sealed, VaultError};
+use crypto::{MasterKey, Sealed, VaultError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -60,7 +61,7 @@ pub fn load_master(
 }
 
 /// Decrypts one stored row.
-pub fn open_row(master: &MasterKey, row: &ProviderKeyRow) -> Result<PlainKey, LoadError> {
+pub fn open_row(master: &MasterKey, row: &ProviderKeyRow) -> Result<Secret, LoadError> {
     let sealed = Sealed {
         nonce: row.nonce,
         ciphertext: row.ciphertext.clone(),
@@ -81,14 +82,14 @@ pub fn open_row(master: &MasterKey, row: &ProviderKeyRow) -> Result<PlainKey, Lo
 
 struct LiveKey {
     id: String,
-    plain: PlainKey,
+    plain: Secret,
     disabled: AtomicBool,
 }
 
 /// A key chosen for one upstream call.
 pub struct Chosen {
     pub id: String,
-    pub key: PlainKey,
+    pub key: Secret,
 }
 
 #[derive(Default)]
@@ -126,7 +127,7 @@ impl Vault {
         *self.master.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(master));
     }
 
-    pub fn insert(&self, provider: &str, id: &str, plain: PlainKey, disabled: bool) {
+    pub fn insert(&self, provider: &str, id: &str, plain: Secret, disabled: bool) {
         let mut keys = self.keys.write().unwrap_or_else(|e| e.into_inner());
         keys.entry(provider.to_string())
             .or_default()
@@ -201,7 +202,7 @@ impl Vault {
 pub fn new_row(
     master: &MasterKey,
     provider: &str,
-    plain: &PlainKey,
+    plain: &Secret,
 ) -> Result<ProviderKeyRow, VaultError> {
     let mut raw = [0u8; 8];
     getrandom::fill(&mut raw).map_err(|_| VaultError::Crypto)?;

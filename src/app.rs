@@ -168,6 +168,10 @@ impl App {
             .pool_idle_timeout(config.upstream.pool_idle_timeout)
             .pool_max_idle_per_host(config.upstream.pool_max_idle_per_host)
             .tcp_nodelay(true)
+            // A redirect goes back to the client: following it would send
+            // the provider key (x-api-key survives reqwest's redirect
+            // scrubbing) to wherever the upstream points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(StartError::Client)?;
         let providers: Vec<Provider> = config

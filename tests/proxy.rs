@@ -7,7 +7,7 @@ use common::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tollgate_mock_upstream::MockConfig;
+use tollgate_mock_upstream::{MockConfig, MockUpstream};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_non_stream_resolves_alias_and_swaps_credentials() {
@@ -404,6 +404,49 @@ async fn upstream_errors_pass_through_unchanged() {
         kinds.iter().map(|k| k.0).collect::<Vec<_>>(),
         vec![429, 500, 429, 529]
     );
+}
+
+/// A redirect is the client's business: tollgate passes it back instead of
+/// following it, so the provider key never goes to wherever it points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_redirects_are_passed_back_not_followed() {
+    let mut gw = Gateway::start().await;
+    let elsewhere = MockUpstream::start().await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, body) in [
+        ("/v1/chat/completions", chat("gpt-4o-mini", false)),
+        ("/v1/messages", message("claude-haiku-4-5", false)),
+    ] {
+        let target = format!("{}{}", elsewhere.base_url(), &path[3..]);
+        let resp = no_follow
+            .post(gw.url(path))
+            .header("x-mock-redirect-to", &target)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 307, "{path}");
+        assert_eq!(resp.headers()["location"], target.as_str());
+        assert_eq!(resp.text().await.unwrap(), "moved");
+    }
+    assert_eq!(
+        elsewhere.request_count(),
+        0,
+        "the upstream request (and its key) followed the redirect"
+    );
+    gw.stop().await;
+    let traces: Vec<(i64, String, String)> = rows(
+        &gw.db(),
+        "SELECT status, error_kind, error_message FROM traces ORDER BY id",
+    );
+    assert_eq!(traces.len(), 2);
+    for (status, kind, message) in traces {
+        assert_eq!((status, kind.as_str()), (307, "upstream_error_status"));
+        assert!(message.contains("redirect"), "{message}");
+    }
 }
 
 async fn error_of(resp: reqwest::Response) -> (u16, Value) {

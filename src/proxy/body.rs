@@ -194,7 +194,14 @@ impl ObservedBody {
         let event_stream = self.watch.is_event_stream();
         if let Some(t) = self.trace() {
             if upstream_failed {
-                let what = seen.error_type.as_deref().unwrap_or("an error");
+                let what =
+                    seen.error_type
+                        .as_deref()
+                        .unwrap_or(if (300..400).contains(&t.status) {
+                            "a redirect, passed back to the client"
+                        } else {
+                            "an error"
+                        });
                 t.fail(
                     ErrorKind::UpstreamStatus,
                     format!("upstream answered {} ({what})", t.status),

@@ -24,6 +24,8 @@
 //!   events (the client sees a truncated body, not a clean end).
 //! * `x-mock-hold-open-ms: N`: after a stream's last event, keep the body
 //!   open N ms before ending it (a slow connection close after `[DONE]`).
+//! * `x-mock-redirect-to: URL`: answer `307 Temporary Redirect` to URL (a
+//!   moved or misconfigured endpoint), before checking credentials.
 //!
 //! When [`MockConfig::expect_key`] is set, OpenAI routes require
 //! `authorization: Bearer KEY` and the Anthropic route requires
@@ -593,6 +595,20 @@ async fn handle(
         };
         return Ok(err(StatusCode::NOT_FOUND, &msg));
     };
+
+    if let Some(location) =
+        header_str(&parts.headers, "x-mock-redirect-to").and_then(|l| HeaderValue::from_str(l).ok())
+    {
+        let mut resp = base_response(
+            provider,
+            id,
+            StatusCode::TEMPORARY_REDIRECT,
+            "text/plain",
+            MockBody::full("moved"),
+        );
+        resp.headers_mut().insert(http::header::LOCATION, location);
+        return Ok(resp);
+    }
 
     if let Some(key) = &shared.cfg.expect_key
         && let Some(msg) = auth_failure(provider, &parts.headers, key)

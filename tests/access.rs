@@ -127,25 +127,23 @@ async fn every_auth_outcome_on_every_proxy_route() {
     gw.stop().await;
 
     let db = gw.db();
-    let by_key: i64 = db
-        .query_row(
-            "SELECT count(*) FROM traces WHERE client_key_id = ?1 AND status = 200",
-            [&valid_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let by_key: i64 = value(
+        &db,
+        "SELECT count(*) FROM traces WHERE client_key_id = ?1 AND status = 200",
+        [&valid_id],
+    );
     assert_eq!(by_key, 6);
-    let costs_by_key: i64 = db
-        .query_row(
-            "SELECT count(*) FROM costs WHERE client_key_id = ?1",
-            [&valid_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let costs_by_key: i64 = value(
+        &db,
+        "SELECT count(*) FROM costs WHERE client_key_id = ?1",
+        [&valid_id],
+    );
     assert_eq!(costs_by_key, 6);
-    let unauthorized: i64 = db
-        .query_row("SELECT count(*) FROM traces WHERE error_kind = 'unauthorized' AND client_key_id IS NULL", [], |r| r.get(0))
-        .unwrap();
+    let unauthorized: i64 = value(
+        &db,
+        "SELECT count(*) FROM traces WHERE error_kind = 'unauthorized' AND client_key_id IS NULL",
+        [],
+    );
     assert_eq!(unauthorized, 12);
 }
 
@@ -288,13 +286,11 @@ async fn the_admin_api_requires_its_credential_and_audits_every_change() {
     gw.stop().await;
 
     let db = gw.db();
-    let cost: i64 = db
-        .query_row(
-            "SELECT cost_uc FROM costs WHERE trace_id = ?1",
-            [&trace_id],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let cost: i64 = value(
+        &db,
+        "SELECT cost_uc FROM costs WHERE trace_id = ?1",
+        [&trace_id],
+    );
     assert_eq!(
         cost, 100_000_000,
         "1M tokens at the $1/M set through the API"

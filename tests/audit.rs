@@ -103,11 +103,7 @@ impl Ledger {
 }
 
 fn trace_of(conn: &Connection, seq: i64) -> String {
-    let subject: String = conn
-        .query_row("SELECT subject FROM audit_log WHERE seq = ?1", [seq], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let subject: String = value(conn, "SELECT subject FROM audit_log WHERE seq = ?1", [seq]);
     subject.strip_prefix("trace:").unwrap().to_string()
 }
 
@@ -346,13 +342,11 @@ async fn a_price_reload_is_an_audit_entry_covering_its_detail() {
     app.serve(listener, async {}).await;
 
     let conn = Connection::open(&db).unwrap();
-    let (action, detail): (String, String) = conn
-        .query_row(
-            "SELECT action, detail FROM audit_log WHERE seq = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
+    let (action, detail): (String, String) = row(
+        &conn,
+        "SELECT action, detail FROM audit_log WHERE seq = 1",
+        [],
+    );
     assert_eq!(action, "prices.reload");
     assert!(detail.contains("\"input\":\"0.20\""), "{detail}");
     conn.execute(

@@ -269,8 +269,6 @@ async fn planted_secrets_never_leak() {
         assert!(!found(responses.as_bytes()), "{what} is in an API response");
     }
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
-        .unwrap();
+    let n: i64 = value(&conn, "SELECT count(*) FROM traces", []);
     assert_eq!(n, 12, "one trace per proxied request");
 }

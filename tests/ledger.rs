@@ -36,13 +36,11 @@ async fn post(gw: &Gateway, path: &str, usage: &str, body: Value) -> String {
 }
 
 fn cost_of(gw: &Gateway, id: &str) -> (String, Option<i64>, Option<i64>) {
-    gw.db()
-        .query_row(
-            "SELECT status, cost_uc, price_input FROM costs WHERE trace_id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap()
+    row(
+        &gw.db(),
+        "SELECT status, cost_uc, price_input FROM costs WHERE trace_id = ?1",
+        [id],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,28 +166,22 @@ async fn costs_are_exact_to_the_micro_cent() {
     assert_eq!(cost_of(&gw, &h), ("priced".into(), Some(0), Some(50)));
     assert_eq!(cost_of(&gw, &i), ("priced".into(), Some(2), Some(50)));
 
-    let source: String = gw
-        .db()
-        .query_row(
-            "SELECT price_source FROM costs WHERE trace_id = ?1",
-            [&h],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let source: String = value(
+        &gw.db(),
+        "SELECT price_source FROM costs WHERE trace_id = ?1",
+        [&h],
+    );
     assert_eq!(source, "config");
     assert!(
         metrics_after.contains("tollgate_unknown_price_requests_total 1"),
         "{metrics_after}"
     );
 
-    let (requests, cost, unknown): (i64, i64, i64) = gw
-        .db()
-        .query_row(
-            "SELECT sum(requests), sum(cost_uc), sum(unknown_cost_requests) FROM cost_daily",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let (requests, cost, unknown): (i64, i64, i64) = row(
+        &gw.db(),
+        "SELECT sum(requests), sum(cost_uc), sum(unknown_cost_requests) FROM cost_daily",
+        [],
+    );
     assert_eq!(
         (requests, cost, unknown),
         (9, 33_690 + 930 + 15_060 + 40_500 * 2 + 12 + 2, 1)
@@ -269,14 +261,11 @@ async fn report_totals_equal_the_records_while_serving_and_on_a_copy() {
         post(&gw, path, &usage, body).await;
     }
     gw.wait_traces(12).await;
-    let (sum, unknown, count): (i64, i64, i64) = gw
-        .db()
-        .query_row(
-            "SELECT coalesce(sum(cost_uc), 0), count(*) - count(cost_uc), count(*) FROM costs",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
+    let (sum, unknown, count): (i64, i64, i64) = row(
+        &gw.db(),
+        "SELECT coalesce(sum(cost_uc), 0), count(*) - count(cost_uc), count(*) FROM costs",
+        [],
+    );
     assert_eq!((unknown, count), (4, 12));
 
     // While the gateway is still serving, from another process.

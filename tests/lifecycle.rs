@@ -136,13 +136,11 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
     assert_eq!(code, 0, "{stderr}");
     let db = rusqlite::Connection::open(dir.path().join("tollgate.db")).unwrap();
     assert_eq!(trace_count(&db), (QUICK + SLOW) as i64);
-    let errors: i64 = db
-        .query_row(
-            "SELECT count(*) FROM traces WHERE error_kind IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let errors: i64 = value(
+        &db,
+        "SELECT count(*) FROM traces WHERE error_kind IS NOT NULL",
+        [],
+    );
     assert_eq!(errors, 0);
     assert!(
         !stderr.contains(UPSTREAM_KEY),
@@ -289,9 +287,7 @@ fn migrate_creates_the_schema_and_is_idempotent() {
     assert_eq!(code, 0);
     assert!(out.contains("0 migrations applied"), "{out}");
     let db = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
-    let mode: String = db
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    let mode: String = value(&db, "PRAGMA journal_mode", []);
     assert_eq!(mode, "wal");
     assert_eq!(trace_count(&db), 0);
 }
@@ -360,9 +356,7 @@ async fn kill_9_leaves_a_consistent_file_and_a_valid_ledger() {
     served.child.wait().unwrap();
 
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
+    let check: String = value(&conn, "PRAGMA integrity_check", []);
     assert_eq!(check, "ok");
     assert_eq!(trace_count(&conn), 25);
     drop(conn);
@@ -402,13 +396,11 @@ async fn sighup_reloads_prices_without_a_restart() {
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let conn = rusqlite::Connection::open(&db).unwrap();
-        let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM audit_log WHERE action = 'prices.reload'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let n: i64 = value(
+            &conn,
+            "SELECT count(*) FROM audit_log WHERE action = 'prices.reload'",
+            [],
+        );
         if n == 1 {
             reloaded = true;
             break;

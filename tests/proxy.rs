@@ -458,66 +458,44 @@ async fn error_of(resp: reqwest::Response) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tollgate_errors_come_in_the_clients_protocol_shape() {
     let mut gw = Gateway::start_with(MockConfig::default(), "max_body_bytes = 2000\n").await;
-    let post = |path: &str, body: &str| {
-        client()
+    let post = async |path: &str, body: &str| {
+        let resp = client()
             .post(gw.url(path))
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
-    };
-    let (status, e) = error_of(
-        post("/v1/chat/completions", "{\"model\": \"gpt-4o-mini\", ")
             .await
-            .unwrap(),
-    )
-    .await;
+            .unwrap();
+        error_of(resp).await
+    };
+    let (status, e) = post("/v1/chat/completions", "{\"model\": \"gpt-4o-mini\", ").await;
     assert_eq!(status, 400);
     assert_eq!(e["error"]["type"], "invalid_request_error");
     assert!(e["error"]["message"].as_str().unwrap().contains("JSON"));
 
-    let (status, e) = error_of(post("/v1/messages", "not json").await.unwrap()).await;
+    let (status, e) = post("/v1/messages", "not json").await;
     assert_eq!(status, 400);
     assert_eq!(e["type"], "error");
     assert_eq!(e["error"]["type"], "invalid_request_error");
 
-    let (status, e) = error_of(
-        post("/v1/chat/completions", "{\"messages\":[]}")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, e) = post("/v1/chat/completions", "{\"messages\":[]}").await;
     assert_eq!(
         (status, e["error"]["message"].as_str().unwrap()),
         (400, "You must provide a model parameter.")
     );
 
-    let (status, e) = error_of(
-        post("/v1/chat/completions", "{\"model\":\"gpt-7\"}")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, e) = post("/v1/chat/completions", "{\"model\":\"gpt-7\"}").await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (404, Some("model_not_found"))
     );
-    let (status, e) = error_of(
-        post("/v1/messages", "{\"model\":\"claude-9\"}")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, e) = post("/v1/messages", "{\"model\":\"claude-9\"}").await;
     assert_eq!(
         (status, e["error"]["type"].as_str()),
         (404, Some("not_found_error"))
     );
 
-    let (status, e) = error_of(
-        post("/v1/chat/completions", "{\"model\":\"claude-haiku-4-5\"}")
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, e) = post("/v1/chat/completions", "{\"model\":\"claude-haiku-4-5\"}").await;
     assert_eq!(status, 400);
     assert!(
         e["error"]["message"]
@@ -530,7 +508,7 @@ async fn tollgate_errors_come_in_the_clients_protocol_shape() {
         "{{\"model\":\"gpt-4o-mini\",\"x\":\"{}\"}}",
         "a".repeat(3000)
     );
-    let (status, e) = error_of(post("/v1/chat/completions", &big).await.unwrap()).await;
+    let (status, e) = post("/v1/chat/completions", &big).await;
     assert_eq!(
         (status, e["error"]["code"].as_str()),
         (413, Some("request_too_large"))
@@ -810,12 +788,11 @@ async fn store_bodies_keeps_request_and_response() {
         .unwrap();
     let body = resp.bytes().await.unwrap();
     gw.stop().await;
-    let (req, res): (Vec<u8>, Vec<u8>) = gw
-        .db()
-        .query_row("SELECT request_body, response_body FROM traces", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let (req, res): (Vec<u8>, Vec<u8>) = row(
+        &gw.db(),
+        "SELECT request_body, response_body FROM traces",
+        [],
+    );
     assert_eq!(
         serde_json::from_slice::<Value>(&req).unwrap(),
         chat("gpt-4o-mini", false)

@@ -123,13 +123,11 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
             .any(|w| w == VAULT_KEY.as_bytes()),
         "plaintext provider key on disk"
     );
-    let disabled: i64 = db
-        .query_row(
-            "SELECT count(*) FROM audit_log WHERE action = 'provider_key.disable'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let disabled: i64 = value(
+        &db,
+        "SELECT count(*) FROM audit_log WHERE action = 'provider_key.disable'",
+        [],
+    );
     assert_eq!(disabled, 1);
 }
 

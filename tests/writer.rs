@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::rows;
+use common::{row, rows};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tollgate::audit::encoding::ChainKey;
@@ -83,10 +83,6 @@ async fn a_refused_record_does_not_take_its_batch_down() {
     assert_eq!(traces, vec![(first_id, 100, 2_100), (last_id, 300, 5_100)]);
     let verified = verify_database(&conn, ChainKey::Unkeyed, Vec::new()).unwrap();
     assert_eq!(verified.entries, 2);
-    let daily: (i64, i64) = conn
-        .query_row("SELECT requests, cost_uc FROM cost_daily", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .unwrap();
+    let daily: (i64, i64) = row(&conn, "SELECT requests, cost_uc FROM cost_daily", []);
     assert_eq!(daily, (2, 7_200));
 }

@@ -179,9 +179,26 @@ pub fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<
     rows::<(T,)>(conn, sql).into_iter().map(|(v,)| v).collect()
 }
 
+/// The one row `sql` returns, read into a tuple of its columns.
+pub fn row<T, P>(conn: &Connection, sql: &str, params: P) -> T
+where
+    T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+    P: rusqlite::Params,
+{
+    conn.query_row(sql, params, |r| T::try_from(r)).unwrap()
+}
+
+/// The single value `sql` returns.
+pub fn value<T: rusqlite::types::FromSql, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> T {
+    row::<(T,), P>(conn, sql, params).0
+}
+
 pub fn trace_count(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM traces", [], |r| r.get(0))
-        .unwrap()
+    value(conn, "SELECT count(*) FROM traces", [])
 }
 
 /// One trace row as a map of column name → value, for readable asserts.

@@ -235,27 +235,9 @@ async fn embeddings_float_and_base64_agree() {
         }
         b
     };
-    let f: Value = post(&up, "/embeddings", &[], req(None))
-        .await
-        .text()
-        .await
-        .unwrap()
-        .parse::<Value>()
-        .unwrap();
-    let b: Value = post(&up, "/embeddings", &[], req(Some("base64")))
-        .await
-        .text()
-        .await
-        .unwrap()
-        .parse::<Value>()
-        .unwrap();
-    let f2: Value = post(&up, "/embeddings", &[], req(Some("float")))
-        .await
-        .text()
-        .await
-        .unwrap()
-        .parse::<Value>()
-        .unwrap();
+    let f: Value = json_of(post(&up, "/embeddings", &[], req(None)).await).await;
+    let b: Value = json_of(post(&up, "/embeddings", &[], req(Some("base64"))).await).await;
+    let f2: Value = json_of(post(&up, "/embeddings", &[], req(Some("float"))).await).await;
     assert_eq!(f, f2, "deterministic");
     assert_eq!(f["object"], "list");
     assert_eq!(f["model"], "text-embedding-3-small");
@@ -285,47 +267,41 @@ async fn embeddings_float_and_base64_agree() {
     assert_ne!(f["data"][0]["embedding"], f["data"][1]["embedding"]);
 
     // Single string, default dimensions, usage override.
-    let v: Value = post(
-        &up,
-        "/embeddings",
-        &[("x-mock-usage", "prompt=42")],
-        json!({"model": "m", "input": "hello"}),
+    let v: Value = json_of(
+        post(
+            &up,
+            "/embeddings",
+            &[("x-mock-usage", "prompt=42")],
+            json!({"model": "m", "input": "hello"}),
+        )
+        .await,
     )
-    .await
-    .text()
-    .await
-    .unwrap()
-    .parse::<Value>()
-    .unwrap();
+    .await;
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
     assert_eq!(v["usage"], json!({"prompt_tokens": 42, "total_tokens": 42}));
 
     // Token arrays: one array of ints is one input; an array of them is many.
-    let v: Value = post(
-        &up,
-        "/embeddings",
-        &[],
-        json!({"model": "m", "input": [1, 2, 3]}),
+    let v: Value = json_of(
+        post(
+            &up,
+            "/embeddings",
+            &[],
+            json!({"model": "m", "input": [1, 2, 3]}),
+        )
+        .await,
     )
-    .await
-    .text()
-    .await
-    .unwrap()
-    .parse::<Value>()
-    .unwrap();
+    .await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
-    let v: Value = post(
-        &up,
-        "/embeddings",
-        &[],
-        json!({"model": "m", "input": [[1, 2], [3]]}),
+    let v: Value = json_of(
+        post(
+            &up,
+            "/embeddings",
+            &[],
+            json!({"model": "m", "input": [[1, 2], [3]]}),
+        )
+        .await,
     )
-    .await
-    .text()
-    .await
-    .unwrap()
-    .parse::<Value>()
-    .unwrap();
+    .await;
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["usage"]["prompt_tokens"], 6);
 

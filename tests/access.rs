@@ -248,10 +248,7 @@ async fn the_admin_api_requires_its_credential_and_audits_every_change() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let trace_id = resp.headers()["x-tollgate-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let trace_id = request_id(&resp);
     let (status, prices) = admin_call(&gw, reqwest::Method::GET, "/prices", None).await;
     assert_eq!(status, 200);
     let mini = prices

@@ -9,7 +9,7 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use tollgate::vault::crypto::MasterKey;
-use tollgate_mock_upstream::{MockConfig, MockUpstream};
+use tollgate_mock_upstream::MockUpstream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 const PROVIDER_KEY: &str = "sk-planted-provider-key-7Q2xW9";
@@ -42,11 +42,7 @@ fn cli(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (bool, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planted_secrets_never_leak() {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(PROVIDER_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = MockUpstream::start_expecting(PROVIDER_KEY).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tollgate.db");
     let config = dir.path().join("tollgate.toml");

@@ -27,10 +27,7 @@ async fn post(gw: &Gateway, path: &str, usage: &str, body: Value) -> String {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let id = resp.headers()["x-tollgate-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let id = request_id(&resp);
     resp.bytes().await.unwrap();
     id
 }

@@ -7,7 +7,7 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tollgate_mock_upstream::{MockConfig, MockUpstream};
+use tollgate_mock_upstream::MockUpstream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -66,25 +66,22 @@ fn wait_exit(mut child: Child) -> (i32, String) {
     panic!("tollgate did not exit within 30 s");
 }
 
-fn write_config(dir: &std::path::Path, mock: &MockUpstream) -> std::path::PathBuf {
-    let path = dir.join("tollgate.toml");
+/// A mock upstream, and a temp dir holding a config that points at it.
+async fn mock_and_config() -> (MockUpstream, tempfile::TempDir, std::path::PathBuf) {
+    let mock = MockUpstream::start_expecting(UPSTREAM_KEY).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tollgate.toml");
     std::fs::write(
         &path,
-        config_toml(&mock.base_url(), &dir.join("tollgate.db"), ""),
+        config_toml(&mock.base_url(), &dir.path().join("tollgate.db"), ""),
     )
     .unwrap();
-    path
+    (mock, dir, path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(UPSTREAM_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &mock);
+    let (_mock, dir, config) = mock_and_config().await;
     let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
     let base = format!("http://{}", served.addr);
 
@@ -150,13 +147,7 @@ async fn sigterm_lets_in_flight_requests_finish_and_loses_no_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_on_an_existing_database_keeps_and_adds_records() {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(UPSTREAM_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &mock);
+    let (_mock, dir, config) = mock_and_config().await;
     for round in 1..=2 {
         let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
         for _ in 0..3 {
@@ -332,13 +323,7 @@ fn signal(child: &Child, sig: &str) {
 /// consistent and its ledger verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_leaves_a_consistent_file_and_a_valid_ledger() {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(UPSTREAM_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &mock);
+    let (_mock, dir, config) = mock_and_config().await;
     let mut served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
     for _ in 0..25 {
         let resp = client()
@@ -370,13 +355,7 @@ async fn kill_9_leaves_a_consistent_file_and_a_valid_ledger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_prices_without_a_restart() {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(UPSTREAM_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &mock);
+    let (_mock, dir, config) = mock_and_config().await;
     let served = serve(&["--config", config.to_str().unwrap()], dir.path(), &[]);
     let base = format!("http://{}", served.addr);
     let ask = || {

@@ -24,10 +24,7 @@ async fn chat_non_stream_resolves_alias_and_swaps_credentials() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let request_id = resp.headers()["x-tollgate-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let request_id = request_id(&resp);
     assert_eq!(resp.headers()["x-request-id"], "req_mock1");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(

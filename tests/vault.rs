@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 use std::path::PathBuf;
 use tollgate::vault::crypto::MasterKey;
-use tollgate_mock_upstream::{MockConfig, MockUpstream};
+use tollgate_mock_upstream::MockUpstream;
 
 const VAULT_KEY: &str = "sk-vault-stored-key-a1b2c3d4e5f6";
 
@@ -37,11 +37,7 @@ fn vault_extra(file: &std::path::Path) -> String {
 /// A gateway whose mock accepts only VAULT_KEY (the environment holds
 /// another key), so a success proves the stored key was used.
 async fn gateway(setup: &Setup) -> Gateway {
-    let mock = MockUpstream::start_with(MockConfig {
-        expect_key: Some(VAULT_KEY.into()),
-        ..MockConfig::default()
-    })
-    .await;
+    let mock = MockUpstream::start_expecting(VAULT_KEY).await;
     let base = mock.base_url();
     Gateway::start_on(mock, &base, &vault_extra(&setup.master_file)).await
 }

@@ -224,6 +224,14 @@ pub fn last_trace(conn: &Connection) -> serde_json::Map<String, serde_json::Valu
     .unwrap()
 }
 
+/// The trace id tollgate gave a request (`x-tollgate-request-id`).
+pub fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()["x-tollgate-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }

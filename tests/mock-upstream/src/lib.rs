@@ -165,6 +165,15 @@ impl MockUpstream {
             .expect("mock upstream: bind 127.0.0.1:0")
     }
 
+    /// Start on `127.0.0.1:0`, requiring `key` as the provider credential.
+    pub async fn start_expecting(key: &str) -> MockUpstream {
+        Self::start_with(MockConfig {
+            expect_key: Some(key.to_owned()),
+            ..MockConfig::default()
+        })
+        .await
+    }
+
     /// Start on `addr` (port 0 picks a free port).
     pub async fn bind(addr: SocketAddr, cfg: MockConfig) -> std::io::Result<MockUpstream> {
         let listener = TcpListener::bind(addr).await?;

@@ -87,6 +87,15 @@ impl Watch {
         }
     }
 
+    /// The stream's terminator (`[DONE]`, `message_stop`) has gone by.
+    pub fn saw_terminator(&self) -> bool {
+        match self {
+            Watch::Json(_) => false,
+            Watch::OpenAiStream(w) => w.seen.stream_complete,
+            Watch::AnthropicStream(w) => w.seen.stream_complete,
+        }
+    }
+
     pub fn is_event_stream(&self) -> bool {
         !matches!(self, Watch::Json(_))
     }

@@ -194,14 +194,13 @@ impl ObservedBody {
         let event_stream = self.watch.is_event_stream();
         if let Some(t) = self.trace() {
             if upstream_failed {
-                let what =
-                    seen.error_type
-                        .as_deref()
-                        .unwrap_or(if (300..400).contains(&t.status) {
-                            "a redirect, passed back to the client"
-                        } else {
-                            "an error"
-                        });
+                let what = match seen.error_type.as_deref() {
+                    Some(error_type) => error_type,
+                    None if (300..400).contains(&t.status) => {
+                        "a redirect, passed back to the client"
+                    }
+                    None => "an error",
+                };
                 t.fail(
                     ErrorKind::UpstreamStatus,
                     format!("upstream answered {} ({what})", t.status),
@@ -251,14 +250,15 @@ impl ObservedBody {
 impl Drop for ObservedBody {
     fn drop(&mut self) {
         if !self.done {
-            // The client went away before the upstream body ended. Whatever
-            // the watch saw (usage, finish reason) still belongs on the trace.
-            // A stream whose terminator the client already had is complete:
-            // SDKs hang up on `[DONE]`/`message_stop` without waiting for
-            // the upstream to close the body.
-            let seen = self.close_watch(false);
-            if seen.stream_complete && seen.error_type.is_none() && self.queue.is_empty() {
-                self.done = true;
+            // The client went away before the upstream body ended. SDKs hang
+            // up on `[DONE]`/`message_stop` without waiting for the upstream
+            // to close the body: once the client has the terminator, the
+            // stream ended there. Otherwise it is a disconnect, and whatever
+            // the watch saw (usage, finish reason) still goes on the trace.
+            if self.watch.saw_terminator() && self.queue.is_empty() {
+                self.complete();
+            } else {
+                self.close_watch(false);
             }
         }
         // Ended upstream but not polled to the end (a known length lets

@@ -16,6 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// The client's address, put on every request as an extension (for
+/// per-address limits and logs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -41,7 +46,7 @@ pub async fn serve(
                 Err(_) => break,
             },
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(x) => x,
@@ -60,8 +65,9 @@ pub async fn serve(
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
         let svc_state = state.clone();
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let state = svc_state.clone();
+            req.extensions_mut().insert(PeerAddr(peer));
             async move { Ok::<_, Infallible>(crate::proxy::handle(state, req).await) }
         });
         let conn = builder

@@ -124,6 +124,7 @@ pub struct App {
     state: Arc<AppState>,
     writer: Writer,
     first_admin_key: Option<Secret>,
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -143,6 +144,16 @@ impl App {
         if !config.require_client_key {
             tracing::warn!(
                 "auth.require_client_key = false: the proxy routes are open to anyone who can reach them"
+            );
+        }
+        if config.metrics.listen.is_none()
+            && config.metrics.token.is_none()
+            && !config.listen.ip().is_loopback()
+        {
+            tracing::warn!(
+                listen = %config.listen,
+                "/metrics is served without a credential on a non-loopback address: set \
+                 metrics.token or metrics.listen"
             );
         }
         let stored_prices = access_sql::price_overrides(&conn).map_err(StoreError::from)?;
@@ -206,6 +217,7 @@ impl App {
             state,
             writer,
             first_admin_key,
+            metrics_listener: None,
         })
     }
 
@@ -218,12 +230,53 @@ impl App {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then drains (see the
-    /// module docs) and returns once every record is committed.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
-        let App { state, writer, .. } = self;
+    /// Binds `metrics.listen`, when configured, and returns its address.
+    /// [`App::serve`] binds it otherwise; calling this first lets a bind
+    /// failure stop the start.
+    pub async fn bind_metrics(&mut self) -> std::io::Result<Option<std::net::SocketAddr>> {
+        let Some(addr) = self.state.config.metrics.listen else {
+            return Ok(None);
+        };
+        if self.metrics_listener.is_none() {
+            self.metrics_listener = Some(TcpListener::bind(addr).await?);
+        }
+        self.metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+    }
+
+    /// Serves on `listener` (and on `metrics.listen`, when set) until
+    /// `shutdown` resolves, then drains (see the module docs) and returns
+    /// once every record is committed.
+    pub async fn serve(mut self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        use crate::server::{Routes, serve};
+        use futures_util::FutureExt;
+        if let Err(e) = self.bind_metrics().await {
+            tracing::error!(error = %e, "cannot listen on metrics.listen; /metrics is not served");
+        }
+        let App {
+            state,
+            writer,
+            metrics_listener,
+            ..
+        } = self;
         let grace = state.config.shutdown_grace;
-        crate::server::serve(listener, state.clone(), shutdown, grace).await;
+        let shutdown = shutdown.boxed().shared();
+        let main = serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+            grace,
+            Routes::Main,
+        );
+        match metrics_listener {
+            Some(metrics) => {
+                let metrics = serve(metrics, state.clone(), shutdown, grace, Routes::MetricsOnly);
+                tokio::join!(main, metrics);
+            }
+            None => main.await,
+        }
         drop(state);
         let joined = tokio::task::spawn_blocking(move || writer.join()).await;
         if joined.is_err() {

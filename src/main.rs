@@ -107,6 +107,15 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let addr = listener
             .local_addr()
             .map_err(|e| (EXIT_LISTEN, e.to_string()))?;
+        let metrics_addr = app.bind_metrics().await.map_err(|e| {
+            (
+                EXIT_LISTEN,
+                format!("cannot listen on metrics.listen: {e}"),
+            )
+        })?;
+        if let Some(metrics_addr) = metrics_addr {
+            tracing::info!(%metrics_addr, "serving /metrics on its own listener");
+        }
         tracing::info!(%addr, db = %db.display(), "tollgate ready");
         println!("listening on http://{addr}");
         if let Some(admin) = app.take_first_admin_key() {

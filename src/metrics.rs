@@ -1,10 +1,16 @@
 //! `GET /metrics`: a few counters in the Prometheus text format — enough to
 //! see load, errors and whether the writer keeps up (queue depth,
-//! backpressure waits).
+//! backpressure waits), and what the HTTP layer refused or closed on its
+//! own (those connections leave no trace).
+//!
+//! Served on the main listener or, with `metrics.listen`, only on its own;
+//! with `metrics.token`, only to `Authorization: Bearer <token>`.
 
 use crate::app::AppState;
+use crate::config::Protocol;
+use crate::proxy::error::ProxyError;
 use crate::proxy::{Body, full};
-use http::{HeaderValue, Response, header};
+use http::{HeaderValue, Method, Request, Response, header};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +18,90 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub connections_accepted: AtomicU64,
     pub connections_open: AtomicU64,
+    pub connections_timed_out_header: AtomicU64,
+    pub connections_timed_out_idle: AtomicU64,
+    pub connections_shed: AtomicU64,
+    connection_errors: [AtomicU64; ConnectionError::ALL.len()],
+}
+
+/// Why hyper ended a connection with an error (the client got a 400/431
+/// from hyper, or nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// Malformed request line, headers or framing (hyper answered 400).
+    Malformed,
+    /// A head larger than hyper's buffer (hyper answered 431).
+    HeadTooLarge,
+    /// An HTTP/2 peer that did not answer our ping in time.
+    PingTimeout,
+    /// Anything else: HTTP/2 protocol errors, resets, I/O errors.
+    Other,
+}
+
+impl ConnectionError {
+    const ALL: [ConnectionError; 4] = [
+        ConnectionError::Malformed,
+        ConnectionError::HeadTooLarge,
+        ConnectionError::PingTimeout,
+        ConnectionError::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ConnectionError::Malformed => "malformed",
+            ConnectionError::HeadTooLarge => "head_too_large",
+            ConnectionError::PingTimeout => "ping_timeout",
+            ConnectionError::Other => "other",
+        }
+    }
+
+    pub fn classify(e: &(dyn std::error::Error + 'static)) -> ConnectionError {
+        match e.downcast_ref::<hyper::Error>() {
+            Some(h) if h.is_parse_too_large() => ConnectionError::HeadTooLarge,
+            Some(h) if h.is_parse() => ConnectionError::Malformed,
+            Some(h) if h.is_timeout() => ConnectionError::PingTimeout,
+            _ => ConnectionError::Other,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn connection_error(&self, kind: ConnectionError) -> &AtomicU64 {
+        &self.connection_errors[kind as usize]
+    }
+}
+
+/// A request to the metrics-only listener.
+pub fn serve_request<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    let path = req.uri().path();
+    if path != "/metrics" {
+        return ProxyError::NotFound {
+            method: req.method().to_string(),
+            path: path.to_string(),
+        }
+        .to_response(Protocol::Openai);
+    }
+    if req.method() != Method::GET {
+        return ProxyError::MethodNotAllowed {
+            method: req.method().to_string(),
+            path: path.to_string(),
+            allow: "GET",
+        }
+        .to_response(Protocol::Openai);
+    }
+    authorized(state, req)
+}
+
+/// `GET /metrics`, after checking the token when one is configured.
+pub fn authorized<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    if let Some(token) = &state.config.metrics.token {
+        let presented = crate::access::ClientAuth::presented(req.headers()).unwrap_or("");
+        // Compared as hashes: blake3::Hash's equality is constant-time.
+        if blake3::hash(presented.as_bytes()) != blake3::hash(token.expose().as_bytes()) {
+            return ProxyError::MetricsUnauthorized.to_response(Protocol::Openai);
+        }
+    }
+    render(state)
 }
 
 pub fn render(state: &AppState) -> Response<Body> {
@@ -96,6 +186,40 @@ pub fn render(state: &AppState) -> Response<Body> {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    let m = &state.metrics;
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_connections_timed_out_total Connections closed by tollgate for taking too long: \
+         phase=\"header\" (no complete request head in time, protocol detection included), \
+         phase=\"idle\" (nothing in flight for the idle timeout).\n\
+         # TYPE tollgate_connections_timed_out_total counter\n\
+         tollgate_connections_timed_out_total{{phase=\"header\"}} {}\n\
+         tollgate_connections_timed_out_total{{phase=\"idle\"}} {}",
+        get(&m.connections_timed_out_header),
+        get(&m.connections_timed_out_idle),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_connections_shed_total Idle connections closed to make room for a new one at max_connections.\n\
+         # TYPE tollgate_connections_shed_total counter\n\
+         tollgate_connections_shed_total {}",
+        get(&m.connections_shed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_connection_errors_total Connections the HTTP layer ended with an error, by kind \
+         (malformed: 400 for bad framing; head_too_large: 431; ping_timeout: HTTP/2 peer gone; \
+         other: HTTP/2 protocol errors, resets, I/O). These requests leave no trace.\n\
+         # TYPE tollgate_connection_errors_total counter"
+    );
+    for kind in ConnectionError::ALL {
+        let _ = writeln!(
+            out,
+            "tollgate_connection_errors_total{{kind=\"{}\"}} {}",
+            kind.label(),
+            get(m.connection_error(kind)),
         );
     }
     let mut resp = Response::new(full(out));

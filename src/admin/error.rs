@@ -16,6 +16,10 @@ pub enum AdminError {
     Conflict(String),
     #[error("The change could not be saved; see the server log.")]
     Internal,
+    #[error("This method is not allowed here; allowed: {allow}.")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("The body must be JSON of at most {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
 }
 
 impl AdminError {
@@ -26,6 +30,12 @@ impl AdminError {
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AdminError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            AdminError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            AdminError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
         }
     }
 
@@ -41,6 +51,10 @@ impl AdminError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let AdminError::MethodNotAllowed { allow } = self {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
         resp
     }

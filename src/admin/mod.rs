@@ -29,19 +29,29 @@ where
         return AdminError::Unauthorized.into_response();
     }
     let method = req.method().clone();
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let segments: Vec<&str> = path
-        .strip_prefix("/admin/v1")
-        .unwrap_or("")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = match segments.as_slice() {
+        ["admin", "v1", rest @ ..] => rest,
+        _ => &[][..],
+    };
+    let Some(allow) = allowed_methods(segments) else {
+        return AdminError::NotFound(format!("no admin route {method} {path}")).into_response();
+    };
+    if !allow.split(", ").any(|m| m == method.as_str()) {
+        return AdminError::MethodNotAllowed { allow }.into_response();
+    }
+    // Refused before reading: a client declaring a huge body must not hold
+    // the connection while it sends it.
+    if declared_length(&req).is_some_and(|n| n > MAX_BODY as u64) {
+        return AdminError::PayloadTooLarge { limit: MAX_BODY }.into_response();
+    }
     let body = match read_body(req).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let s = &state;
-    let result = match (&method, segments.as_slice()) {
+    let result = match (&method, segments) {
         (&Method::GET, ["openapi.json"]) => {
             return json_response(StatusCode::OK, OPENAPI);
         }
@@ -72,6 +82,30 @@ where
         Ok(reply) => reply.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The methods each admin path answers (`Allow`); `None`: no such path.
+/// Matches the dispatch in [`handle`].
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["openapi.json"] => "GET",
+        ["keys"] | ["provider-keys"] => "GET, POST",
+        ["keys", _, "revoke"] | ["vault", "rotate"] => "POST",
+        ["keys", _] | ["provider-keys", _] => "DELETE",
+        ["aliases"] | ["prices"] => "GET",
+        ["aliases", _] | ["prices", _, _] => "PUT, DELETE",
+        _ => return None,
+    })
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 async fn read_body<B>(req: Request<B>) -> Result<Bytes, AdminError>

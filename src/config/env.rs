@@ -49,4 +49,7 @@ pub(super) fn apply_overrides(file: &mut FileConfig, env: &dyn EnvSource) {
     if let Some(db) = env.var("TOLLGATE_DB") {
         file.store.path = db.into();
     }
+    if let Some(token) = env.var("TOLLGATE_METRICS_TOKEN") {
+        file.metrics.token = token;
+    }
 }

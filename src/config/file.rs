@@ -2,10 +2,11 @@
 //! embedded defaults, and its validation into [`Config`].
 
 use super::{
-    AuditConfig, Config, ConfigError, Protocol, ProviderConfig, StoreConfig, UpstreamConfig,
-    WriterConfig, invalid,
+    AuditConfig, Config, ConfigError, ConnectionConfig, MetricsConfig, Protocol, ProviderConfig,
+    StoreConfig, UpstreamConfig, WriterConfig, invalid,
 };
 use crate::ledger::prices::PriceSpec;
+use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub struct FileConfig {
     pub audit: AuditSection,
     pub auth: AuthSection,
     pub vault: VaultSection,
+    pub metrics: MetricsSection,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, String>,
     pub prices: BTreeMap<String, PriceSpec>,
@@ -40,6 +42,7 @@ impl Default for FileConfig {
             audit: AuditSection::default(),
             auth: AuthSection::default(),
             vault: VaultSection::default(),
+            metrics: MetricsSection::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
             prices: BTreeMap::new(),
@@ -55,6 +58,10 @@ pub struct ServerSection {
     pub max_connections: u64,
     pub shutdown_grace_secs: u64,
     pub worker_threads: u64,
+    pub header_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub h2_ping_interval_ms: u64,
+    pub h2_ping_timeout_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -65,6 +72,10 @@ impl Default for ServerSection {
             max_connections: 4096,
             shutdown_grace_secs: 30,
             worker_threads: 0,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            h2_ping_interval_ms: 30_000,
+            h2_ping_timeout_ms: 20_000,
         }
     }
 }
@@ -149,6 +160,13 @@ impl Default for AuthSection {
             require_client_key: true,
         }
     }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: String,
+    pub token: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -247,6 +265,26 @@ impl FileConfig {
         };
         positive("server.max_body_bytes", self.server.max_body_bytes)?;
         positive("server.max_connections", self.server.max_connections)?;
+        positive("server.header_timeout_ms", self.server.header_timeout_ms)?;
+        positive("server.idle_timeout_ms", self.server.idle_timeout_ms)?;
+        if self.server.h2_ping_interval_ms > 0 {
+            positive("server.h2_ping_timeout_ms", self.server.h2_ping_timeout_ms)?;
+        }
+        let metrics_listen = match self.metrics.listen.as_str() {
+            "" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!("{text:?} is not an IP:port address (or empty: the main listener)"),
+                )
+            })?),
+        };
+        if metrics_listen.is_some_and(|m| m == listen && m.port() != 0) {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from server.listen (leave it empty to serve /metrics there)",
+            ));
+        }
         positive("store.read_pool_size", self.store.read_pool_size)?;
         positive("writer.channel_capacity", self.writer.channel_capacity)?;
         positive("writer.batch_max", self.writer.batch_max)?;
@@ -301,6 +339,17 @@ impl FileConfig {
             max_connections: self.server.max_connections as usize,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             worker_threads: self.server.worker_threads as usize,
+            connections: ConnectionConfig {
+                header_timeout: ms(self.server.header_timeout_ms),
+                idle_timeout: ms(self.server.idle_timeout_ms),
+                h2_ping_interval: (self.server.h2_ping_interval_ms > 0)
+                    .then(|| ms(self.server.h2_ping_interval_ms)),
+                h2_ping_timeout: ms(self.server.h2_ping_timeout_ms),
+            },
+            metrics: MetricsConfig {
+                listen: metrics_listen,
+                token: (!self.metrics.token.is_empty()).then(|| Secret::new(self.metrics.token)),
+            },
             store: StoreConfig {
                 path: self.store.path,
                 busy_timeout: ms(self.store.busy_timeout_ms),

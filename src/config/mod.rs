@@ -63,6 +63,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Async worker threads; 0: one per core.
     pub worker_threads: usize,
+    pub connections: ConnectionConfig,
+    pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub writer: WriterConfig,
     pub upstream: UpstreamConfig,
@@ -95,6 +97,30 @@ impl Config {
             PathBuf::from(p)
         })
     }
+}
+
+/// How long a client connection may take or sit idle (`[server]`).
+#[derive(Clone, Debug)]
+pub struct ConnectionConfig {
+    /// From accept to the first request's head (protocol detection
+    /// included), and on HTTP/1.1 from the first byte of each later head to
+    /// its end.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// HTTP/2: ping an otherwise quiet peer this often (`None`: never)...
+    pub h2_ping_interval: Option<Duration>,
+    /// ...and close the connection when a ping is not answered within this.
+    pub h2_ping_timeout: Duration,
+}
+
+/// Where and for whom `/metrics` is served (`[metrics]`).
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    /// `None`: on the main listener; otherwise only on this address.
+    pub listen: Option<SocketAddr>,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub token: Option<crate::secret::Secret>,
 }
 
 #[derive(Clone, Debug)]
@@ -195,6 +221,34 @@ mod tests {
             FileConfig::parse("[store]\npaht = \"x\"\n")
                 .unwrap_err()
                 .contains("paht")
+        );
+    }
+
+    #[test]
+    fn metrics_token_from_the_environment_and_listen_validated() {
+        let env = |name: &str| (name == "TOLLGATE_METRICS_TOKEN").then(|| "from-env".to_string());
+        let cfg = Config::load(None, &env).unwrap();
+        assert_eq!(
+            cfg.metrics.token.as_ref().map(|t| t.expose()),
+            Some("from-env")
+        );
+        assert!(!format!("{cfg:?}").contains("from-env"));
+        assert!(Config::defaults().metrics.token.is_none());
+        assert!(Config::defaults().metrics.listen.is_none());
+        for bad in [
+            "[metrics]\nlisten = \"nowhere\"\n",
+            "[metrics]\nlisten = \"127.0.0.1:8080\"\n",
+        ] {
+            let bad = FileConfig::parse(bad).unwrap().validate();
+            assert!(
+                matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "metrics.listen")
+            );
+        }
+        let bad = FileConfig::parse("[server]\nheader_timeout_ms = 0\n")
+            .unwrap()
+            .validate();
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "server.header_timeout_ms")
         );
     }
 }

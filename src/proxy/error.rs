@@ -49,6 +49,14 @@ pub enum ProxyError {
     Unauthorized(AuthError),
     #[error("This API key is not allowed to use the model `{0}`.")]
     ModelNotAllowed(String),
+    #[error("Method {method} is not allowed on {path}; allowed: {allow}.")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
+    #[error("Missing or wrong metrics token: send it as `Authorization: Bearer <token>`.")]
+    MetricsUnauthorized,
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -80,6 +88,8 @@ impl ProxyError {
             ProxyError::Unauthorized(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -99,6 +109,8 @@ impl ProxyError {
             ProxyError::ShuttingDown => ErrorKind::ShuttingDown,
             ProxyError::Unauthorized(_) => ErrorKind::Unauthorized,
             ProxyError::ModelNotAllowed(_) => ErrorKind::Forbidden,
+            ProxyError::MethodNotAllowed { .. } => ErrorKind::NotFound,
+            ProxyError::MetricsUnauthorized => ErrorKind::Unauthorized,
         }
     }
 
@@ -115,6 +127,10 @@ impl ProxyError {
             ProxyError::Unauthorized(AuthError::Unavailable) => ("server_error", None),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
+            ProxyError::MethodNotAllowed { .. } => {
+                ("invalid_request_error", Some("method_not_allowed"))
+            }
+            ProxyError::MetricsUnauthorized => ("invalid_request_error", Some("invalid_api_key")),
             _ => ("invalid_request_error", None),
         }
     }
@@ -138,7 +154,19 @@ impl ProxyError {
             self.openai_type(),
             self.anthropic_type(),
         );
-        json_response(self.status(), body)
+        let mut response = json_response(self.status(), body);
+        if let ProxyError::MethodNotAllowed { allow, .. } = self {
+            response
+                .headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+        }
+        if let ProxyError::MetricsUnauthorized = self {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 

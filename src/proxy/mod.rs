@@ -83,30 +83,65 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    if req.uri().path().split('/').nth(1) == Some("admin") {
+        return crate::admin::handle(state, req).await;
+    }
+    let metrics_here = state.config.metrics.listen.is_none();
     let endpoint = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => Endpoint::ChatCompletions,
         (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
         (&Method::POST, "/v1/messages") => Endpoint::Messages,
-        (&Method::GET, "/v1/models") => return models::list(&state, &req),
+        (&Method::GET, "/v1/models") => return models::list(&state, &req).await,
         (&Method::GET, "/healthz") => return health(&state).await,
-        (&Method::GET, "/metrics") => return crate::metrics::render(&state),
-        (_, path) if path.starts_with("/admin/") => return crate::admin::handle(state, req).await,
+        (&Method::HEAD, "/healthz") => return without_body(health(&state).await),
+        (&Method::GET, "/metrics") if metrics_here => {
+            return crate::metrics::authorized(&state, &req);
+        }
         (method, path) => {
-            let protocol = if path.starts_with("/v1/messages")
-                || req.headers().contains_key("anthropic-version")
-            {
-                Protocol::Anthropic
-            } else {
-                Protocol::Openai
-            };
-            return ProxyError::NotFound {
-                method: method.to_string(),
-                path: path.to_string(),
+            let protocol = client_protocol(path, req.headers());
+            let (method, path) = (method.to_string(), path.to_string());
+            return match allowed_methods(&path, metrics_here) {
+                Some(allow) => ProxyError::MethodNotAllowed {
+                    method,
+                    path,
+                    allow,
+                },
+                None => ProxyError::NotFound { method, path },
             }
             .to_response(protocol);
         }
     };
     forward(state, req, endpoint).await
+}
+
+/// The protocol a request that matched no route most likely speaks, for
+/// the shape of its error.
+fn client_protocol(path: &str, headers: &http::HeaderMap) -> Protocol {
+    if path.starts_with("/v1/messages") || headers.contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::Openai
+    }
+}
+
+/// The `Allow` header of a known path (outside the admin API).
+fn allowed_methods(path: &str, metrics_here: bool) -> Option<&'static str> {
+    match path {
+        "/v1/chat/completions" | "/v1/embeddings" | "/v1/messages" => Some("POST"),
+        "/v1/models" => Some("GET"),
+        "/healthz" => Some("GET, HEAD"),
+        "/metrics" if metrics_here => Some("GET"),
+        _ => None,
+    }
+}
+
+/// The answer to `HEAD`: GET's status and headers, no body.
+fn without_body(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(n) = hyper::body::Body::size_hint(&body).exact() {
+        parts.headers.insert(header::CONTENT_LENGTH, n.into());
+    }
+    Response::from_parts(parts, full(Bytes::new()))
 }
 
 async fn forward<B>(state: Arc<AppState>, req: Request<B>, endpoint: Endpoint) -> Response<Body>

@@ -1,13 +1,32 @@
 //! `GET /v1/models`: the models and aliases this gateway routes, answered
-//! locally in the list shape of the SDK that asks.
+//! locally in the list shape of the SDK that asks. It names the operator's
+//! aliases, so it asks for a client key like the proxy routes do
+//! (`auth.require_client_key`).
 
+use super::error::ProxyError;
 use super::{Body, json_response};
 use crate::app::AppState;
+use crate::config::Protocol;
 use http::{Request, Response};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-pub fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+pub async fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
+    // The Anthropic SDK sends `anthropic-version`; it expects its own shape.
+    let anthropic = req.headers().contains_key("anthropic-version");
+    if state.config.require_client_key
+        && let Err(e) = state
+            .auth
+            .authenticate(req.headers(), crate::trace::now_ms())
+            .await
+    {
+        let protocol = if anthropic {
+            Protocol::Anthropic
+        } else {
+            Protocol::Openai
+        };
+        return ProxyError::Unauthorized(e).to_response(protocol);
+    }
     let router = state.router();
     let mut seen = HashSet::new();
     let mut entries: Vec<(String, String)> = Vec::new();
@@ -24,8 +43,7 @@ pub fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
             entries.push((alias.to_string(), owner.to_string()));
         }
     }
-    // The Anthropic SDK sends `anthropic-version`; it expects its own shape.
-    let body: Value = if req.headers().contains_key("anthropic-version") {
+    let body: Value = if anthropic {
         let data: Vec<Value> = entries
             .iter()
             .map(|(id, _)| {

@@ -18,7 +18,7 @@ pub fn render(state: &AppState) -> Response<Body> {
     let w = state.writer.stats();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
-    let series: [(&str, &str, &str, u64); 12] = [
+    let series: [(&str, &str, &str, u64); 14] = [
         (
             "tollgate_connections_accepted_total",
             "counter",
@@ -84,6 +84,18 @@ pub fn render(state: &AppState) -> Response<Body> {
             "counter",
             "Requests recorded with an unknown cost because their model has no price.",
             get(&w.unknown_price_requests),
+        ),
+        (
+            "tollgate_auth_failures_total",
+            "counter",
+            "Proxy requests whose client key was missing, wrong, revoked, expired or ambiguous.",
+            get(&state.auth.stats().failures),
+        ),
+        (
+            "tollgate_auth_throttled_total",
+            "counter",
+            "Proxy requests refused with 429 because their address failed authentication too often.",
+            get(&state.auth.stats().throttled),
         ),
         (
             "tollgate_audit_head_seq",

@@ -144,13 +144,24 @@ where
 {
     let protocol = endpoint.protocol();
     let key = if state.config.require_client_key {
+        let peer = req
+            .extensions()
+            .get::<crate::server::PeerAddr>()
+            .map_or(crate::access::UNKNOWN_PEER, |p| p.0.ip());
         match state
             .auth
-            .authenticate(req.headers(), pending.trace.started_at_ms)
+            .authenticate(req.headers(), peer, pending.trace.started_at_ms)
             .await
         {
             Ok(key) => Some(key),
-            Err(e) => return fail(ProxyError::Unauthorized(e), protocol, pending),
+            Err(refused) if refused.traced => {
+                return fail(ProxyError::Unauthorized(refused.error), protocol, pending);
+            }
+            Err(refused) => {
+                // Counted in /metrics; only the address's sample is traced.
+                pending.discard();
+                return ProxyError::Unauthorized(refused.error).to_response(protocol);
+            }
         }
     } else {
         None

@@ -463,6 +463,12 @@ async fn failed_authentication_is_throttled_per_address_and_sampled() {
             .send()
             .await
             .unwrap();
+        let names_a_trace = resp.headers().contains_key("x-tollgate-request-id");
+        assert_eq!(
+            names_a_trace,
+            i == 0,
+            "request {i}: only the sample names a trace"
+        );
         match resp.status().as_u16() {
             401 => refused += 1,
             429 => {

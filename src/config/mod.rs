@@ -195,6 +195,12 @@ mod tests {
             .unwrap()
             .validate();
         assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.fast"));
+        let bad = FileConfig::parse("[auth]\nfailed_per_minute = 0\n")
+            .unwrap()
+            .validate();
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "auth.failed_per_minute")
+        );
         let bad = FileConfig::parse("[writer]\nbatch_max = 0\n")
             .unwrap()
             .validate();

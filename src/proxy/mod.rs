@@ -124,11 +124,17 @@ where
     let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
     let mut response = call(&state, req, endpoint, pending).await;
-    if let Some(id) = request_id {
+    if let Some(id) = request_id
+        && response.extensions().get::<Untraced>().is_none()
+    {
         response.headers_mut().insert("x-tollgate-request-id", id);
     }
     response
 }
+
+/// Marks a response whose request left no trace, so it names none.
+#[derive(Clone, Copy)]
+struct Untraced;
 
 /// Authenticate, prepare, send, and stream back; every ending completes
 /// `pending`.
@@ -160,7 +166,9 @@ where
             Err(refused) => {
                 // Counted in /metrics; only the address's sample is traced.
                 pending.discard();
-                return ProxyError::Unauthorized(refused.error).to_response(protocol);
+                let mut response = ProxyError::Unauthorized(refused.error).to_response(protocol);
+                response.extensions_mut().insert(Untraced);
+                return response;
             }
         }
     } else {

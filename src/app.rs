@@ -117,6 +117,15 @@ pub enum StartError {
     Prices(#[from] crate::ledger::prices::PriceError),
     #[error(transparent)]
     Vault(#[from] crate::vault::LoadError),
+    #[error("{0}")]
+    AdminKey(String),
+}
+
+impl StartError {
+    /// A mistake in the configuration (or environment), not in the database.
+    pub fn is_config(&self) -> bool {
+        matches!(self, StartError::AdminKey(_))
+    }
 }
 
 /// A gateway whose store is open and migrated, ready to serve.
@@ -200,13 +209,14 @@ impl App {
         let router = Router::new(providers, &aliases);
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());
+        let auth = ClientAuth::new(reads.clone(), config.failed_auth);
         let state = Arc::new(AppState {
             config,
             prices,
             router: RwLock::new(Arc::new(router)),
             client,
             writer: handle,
-            auth: ClientAuth::new(reads.clone()),
+            auth,
             reads,
             metrics: Metrics::default(),
             admin,
@@ -334,6 +344,7 @@ fn admin_credential(
     env: &dyn EnvSource,
 ) -> Result<(AdminAuth, Option<Secret>), StartError> {
     if let Some(k) = env.var("TOLLGATE_ADMIN_KEY") {
+        crate::access::check_admin_key(&k).map_err(StartError::AdminKey)?;
         return Ok((AdminAuth::from_plaintext(&k), None));
     }
     let stored = access_sql::admin_credential_hashes(conn).map_err(StoreError::from)?;

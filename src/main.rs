@@ -100,7 +100,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         let listen = config.listen;
         let db = config.store.path.clone();
-        let mut app = App::open(config, &ProcessEnv).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+        let mut app = App::open(config, &ProcessEnv).map_err(|e| {
+            let code = if e.is_config() { EXIT_CONFIG } else { EXIT_DATABASE };
+            (code, e.to_string())
+        })?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| (EXIT_LISTEN, format!("cannot listen on {listen}: {e}")))?;

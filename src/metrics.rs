@@ -95,7 +95,10 @@ pub fn serve_request<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
 /// `GET /metrics`, after checking the token when one is configured.
 pub fn authorized<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     if let Some(token) = &state.config.metrics.token {
-        let presented = crate::access::ClientAuth::presented(req.headers()).unwrap_or("");
+        let presented = crate::access::ClientAuth::presented(req.headers())
+            .ok()
+            .flatten()
+            .unwrap_or("");
         // Compared as hashes: blake3::Hash's equality is constant-time.
         if blake3::hash(presented.as_bytes()) != blake3::hash(token.expose().as_bytes()) {
             return ProxyError::MetricsUnauthorized.to_response(Protocol::Openai);
@@ -108,7 +111,7 @@ pub fn render(state: &AppState) -> Response<Body> {
     let w = state.writer.stats();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
-    let series: [(&str, &str, &str, u64); 12] = [
+    let series: [(&str, &str, &str, u64); 14] = [
         (
             "tollgate_connections_accepted_total",
             "counter",
@@ -174,6 +177,18 @@ pub fn render(state: &AppState) -> Response<Body> {
             "counter",
             "Requests recorded with an unknown cost because their model has no price.",
             get(&w.unknown_price_requests),
+        ),
+        (
+            "tollgate_auth_failures_total",
+            "counter",
+            "Proxy requests whose client key was missing, wrong, revoked, expired or ambiguous.",
+            get(&state.auth.stats().failures),
+        ),
+        (
+            "tollgate_auth_throttled_total",
+            "counter",
+            "Proxy requests refused with 429 because their address failed authentication too often.",
+            get(&state.auth.stats().throttled),
         ),
         (
             "tollgate_audit_head_seq",

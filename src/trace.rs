@@ -1,7 +1,30 @@
 //! The record of one proxied request, built up by the proxy while the request
 //! runs and handed to the writer exactly once when it ends.
+//!
+//! Every text a trace keeps that a client or an upstream chose is bounded
+//! ([`Trace::bound_strings`]) before it is stored, so no request can grow the
+//! database by more than a few KiB.
 
 use bytes::Bytes;
+
+/// The longest model name a request may carry (and any trace may store).
+pub const MAX_MODEL_BYTES: usize = 256;
+/// The longest error message a trace stores.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 512;
+/// The longest other upstream-chosen text a trace stores (request id,
+/// finish reason).
+pub const MAX_UPSTREAM_TEXT_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+pub fn truncated(s: &str, max: usize) -> &str {
+    &s[..s.floor_char_boundary(max)]
+}
+
+fn bound(s: &mut Option<String>, max: usize) {
+    if let Some(s) = s {
+        s.truncate(s.floor_char_boundary(max));
+    }
+}
 
 /// Why a request did not end normally. Stored as its `as_str` in
 /// `traces.error_kind`.
@@ -22,6 +45,7 @@ pub enum ErrorKind {
     ShuttingDown,
     Unauthorized,
     Forbidden,
+    AuthThrottled,
 }
 
 impl ErrorKind {
@@ -42,6 +66,7 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::AuthThrottled => "auth_throttled",
         }
     }
 }
@@ -132,8 +157,21 @@ impl Trace {
     pub fn fail(&mut self, kind: ErrorKind, message: impl Into<String>) {
         if self.error_kind.is_none() {
             self.error_kind = Some(kind);
-            self.error_message = Some(message.into());
+            let mut message = message.into();
+            message.truncate(message.floor_char_boundary(MAX_ERROR_MESSAGE_BYTES));
+            self.error_message = Some(message);
         }
+    }
+
+    /// Cuts every client- or upstream-chosen text to its bound. The proxy
+    /// refuses overlong model names up front; this is the store's guarantee.
+    pub fn bound_strings(&mut self) {
+        bound(&mut self.provider, MAX_MODEL_BYTES);
+        bound(&mut self.model_requested, MAX_MODEL_BYTES);
+        bound(&mut self.model_resolved, MAX_MODEL_BYTES);
+        bound(&mut self.error_message, MAX_ERROR_MESSAGE_BYTES);
+        bound(&mut self.finish_reason, MAX_UPSTREAM_TEXT_BYTES);
+        bound(&mut self.upstream_request_id, MAX_UPSTREAM_TEXT_BYTES);
     }
 }
 
@@ -142,4 +180,22 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_cut_on_char_boundaries() {
+        let mut t = Trace::new("/v1/chat/completions", 0);
+        t.fail(ErrorKind::InvalidRequest, "é".repeat(1000));
+        assert_eq!(t.error_message.as_deref(), Some("é".repeat(256).as_str()));
+        t.model_requested = Some(format!("a{}", "é".repeat(200)));
+        t.upstream_request_id = Some("x".repeat(10_000));
+        t.bound_strings();
+        assert_eq!(t.model_requested.as_ref().unwrap().len(), 255);
+        assert_eq!(t.upstream_request_id.as_ref().unwrap().len(), 256);
+        assert_eq!(truncated("abc", 2), "ab");
+    }
 }

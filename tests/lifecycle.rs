@@ -459,3 +459,102 @@ async fn first_run_creates_and_shows_the_admin_credential_once() {
     assert!(!rest.contains("tga-"), "shown again: {rest}");
     assert_eq!(wait_exit(child).0, 0);
 }
+
+/// Issue 8, finding 13: a model name carrying a newline and a fake log line
+/// is logged escaped, so it cannot forge a line in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_cannot_be_forged_through_a_model_name() {
+    let (_mock, dir, config) = mock_and_config().await;
+    let served = serve(
+        &["--config", config.to_str().unwrap()],
+        dir.path(),
+        &[("TOLLGATE_LOG", "info")],
+    );
+    let forged = "1999-01-01T00:00:00.000000Z  WARN tollgate: FORGED admin login";
+    let resp = client()
+        .post(format!("http://{}/v1/chat/completions", served.addr))
+        .json(&chat(&format!("openai/unpriced-x\n{forged}"), false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    wait_for_traces(&dir.path().join("tollgate.db"), 1).await;
+    sigterm(&served.child);
+    let (code, err) = wait_exit(served.child);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("unpriced-x\\n1999-01-01"),
+        "the unpriced model is logged, escaped: {err}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("1999-01-01")),
+        "a forged log line: {err}"
+    );
+}
+
+/// Issue 8, finding 17: a short TOLLGATE_ADMIN_KEY is a configuration
+/// error at start (exit 3), named in the message.
+#[test]
+fn a_short_admin_key_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db", "t.db"])
+        .current_dir(dir.path())
+        .env_remove("TOLLGATE_CONFIG")
+        .env("TOLLGATE_ADMIN_KEY", "tga-admin-123")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, err) = wait_exit(child);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("TOLLGATE_ADMIN_KEY is 13 characters long; it must have at least 32"),
+        "{err}"
+    );
+    assert!(!err.contains("tga-admin-123"), "the key is echoed: {err}");
+}
+
+/// Issue 8, finding 17: names stored before control characters were
+/// refused are printed escaped by `tollgate keys list`, never as raw
+/// terminal escape sequences.
+#[test]
+fn keys_list_escapes_control_characters_in_stored_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--db")
+            .arg(&db)
+            .env_remove("TOLLGATE_CONFIG")
+            .env_remove("TOLLGATE_AUDIT_KEY")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let refused = Command::new(BIN)
+        .args(["keys", "create", "--name", "bad\u{1b}[2J", "--db"])
+        .arg(&db)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_AUDIT_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    run(&["keys", "create", "--name", "placeholder"]);
+    let name = "ops\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE client_keys SET name = ?1", [name])
+        .unwrap();
+    let listed = run(&["keys", "list"]);
+    assert!(
+        !listed.contains('\u{1b}') && !listed.contains('\u{7}'),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(r"ops\u{1b}]0;pwned\u{7}\u{1b}[2J"),
+        "{listed}"
+    );
+}

@@ -829,3 +829,58 @@ async fn health_and_metrics() {
     );
     gw.stop().await;
 }
+
+/// Issue 8, finding 2: a model name over 256 bytes is refused with 400 in
+/// the client's shape, without echoing it whole; what the trace stores is
+/// bounded, so a 4 MiB name cannot grow the database by MiBs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlong_model_names_are_refused_and_stored_bounded() {
+    let mut gw = Gateway::start().await;
+    let huge = "m".repeat(4 << 20);
+    let cases = [
+        ("/v1/chat/completions", chat(&huge, false), false),
+        (
+            "/v1/chat/completions",
+            chat(&format!("openai/{huge}"), true),
+            false,
+        ),
+        ("/v1/messages", message(&huge, false), true),
+    ];
+    for (path, body, anthropic) in &cases {
+        let resp = client().post(gw.url(path)).json(body).send().await.unwrap();
+        let (status, e) = error_of(resp).await;
+        assert_eq!(status, 400, "{path}");
+        let message = if *anthropic {
+            assert_eq!(e["type"], "error");
+            assert_eq!(e["error"]["type"], "invalid_request_error");
+            e["error"]["message"].as_str().unwrap()
+        } else {
+            assert_eq!(e["error"]["type"], "invalid_request_error");
+            e["error"]["message"].as_str().unwrap()
+        };
+        assert!(message.contains("limit of 256 bytes"), "{message}");
+        assert!(
+            message.len() < 300,
+            "the name is echoed: {} bytes",
+            message.len()
+        );
+    }
+    gw.stop().await;
+
+    let db = gw.db();
+    assert_eq!(trace_count(&db), 3);
+    let longest: (i64, i64, i64) = row(
+        &db,
+        "SELECT max(length(model_requested)), max(coalesce(length(model_resolved), 0)), \
+         max(length(error_message)) FROM traces",
+        [],
+    );
+    assert_eq!(longest.0, 256);
+    assert!(longest.1 <= 256 && longest.2 <= 512, "{longest:?}");
+    let on_disk: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(format!("{}{s}", gw.db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk < 1 << 20, "the database holds {on_disk} bytes");
+}

@@ -60,6 +60,43 @@ pub fn parse_expiry(s: &str) -> Result<i64, String> {
     Ok((end.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// The shortest `TOLLGATE_ADMIN_KEY` accepted, in characters: a generated
+/// credential has 47.
+pub const MIN_ADMIN_KEY_CHARS: usize = 32;
+
+/// Refuses a `TOLLGATE_ADMIN_KEY` too short to resist guessing.
+pub fn check_admin_key(key: &str) -> Result<(), String> {
+    let len = key.chars().count();
+    if len < MIN_ADMIN_KEY_CHARS {
+        return Err(format!(
+            "TOLLGATE_ADMIN_KEY is {len} characters long; it must have at least \
+             {MIN_ADMIN_KEY_CHARS} (unset it to have tollgate create a random one)"
+        ));
+    }
+    Ok(())
+}
+
+/// The longest client key name, in bytes.
+pub const MAX_KEY_NAME_BYTES: usize = 256;
+
+/// `s` with control characters escaped (`\u{1b}`), for printing text that
+/// may predate the checks on it to a terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// The admin credentials in force: `TOLLGATE_ADMIN_KEY`, or the ones stored.
 #[derive(Clone)]
 pub struct AdminAuth {
@@ -103,6 +140,14 @@ pub fn client_key_row(
     if name.trim().is_empty() {
         return Err("a key needs a non-empty name".into());
     }
+    if name.chars().any(char::is_control) {
+        return Err("a key name must not contain control characters".into());
+    }
+    if name.trim().len() > MAX_KEY_NAME_BYTES {
+        return Err(format!(
+            "a key name must be at most {MAX_KEY_NAME_BYTES} bytes long"
+        ));
+    }
     let expires_at_ms = expires.map(parse_expiry).transpose()?;
     let models = models.map(|m| {
         m.into_iter()
@@ -110,6 +155,16 @@ pub fn client_key_row(
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
     });
+    if models
+        .iter()
+        .flatten()
+        .any(|m| m.chars().any(char::is_control) || m.len() > crate::trace::MAX_MODEL_BYTES)
+    {
+        return Err(format!(
+            "a model name must have no control characters and at most {} bytes",
+            crate::trace::MAX_MODEL_BYTES
+        ));
+    }
     if models.as_ref().is_some_and(Vec::is_empty) {
         return Err("models, when given, must name at least one model".into());
     }
@@ -155,6 +210,19 @@ mod tests {
         assert!(auth.check(k.plaintext.expose()));
         assert!(!auth.check("tga-nope"));
         assert!(!AdminAuth::new(vec![]).check(""));
+    }
+
+    #[test]
+    fn names_are_checked_and_printed_safely() {
+        assert!(client_key_row("ops\u{1b}[2J", None, None).is_err());
+        assert!(client_key_row("a\nb", None, None).is_err());
+        assert!(client_key_row(&"n".repeat(300), None, None).is_err());
+        assert!(client_key_row("ok", None, Some(vec!["m\u{1b}x".into()])).is_err());
+        assert!(client_key_row("ok name", None, Some(vec!["fast".into()])).is_ok());
+        assert_eq!(printable("a\u{1b}[31mb\n"), "a\\u{1b}[31mb\\n");
+        assert_eq!(printable("plain"), "plain");
+        assert!(check_admin_key(&"k".repeat(31)).is_err());
+        assert!(check_admin_key(&"k".repeat(32)).is_ok());
     }
 
     #[test]

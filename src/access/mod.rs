@@ -4,8 +4,13 @@
 
 mod client;
 mod credential;
+mod throttle;
 
-pub use client::{AuthError, ClientAuth, ClientKey, model_allowed};
-pub use credential::{
-    AdminAuth, NewKey, client_key_row, new_admin_key, new_client_key, parse_expiry,
+pub use client::{
+    AuthError, AuthStats, ClientAuth, ClientKey, ConflictingCredentials, Refused, model_allowed,
 };
+pub use credential::{
+    AdminAuth, MIN_ADMIN_KEY_CHARS, NewKey, check_admin_key, client_key_row, new_admin_key,
+    new_client_key, parse_expiry, printable,
+};
+pub use throttle::UNKNOWN_PEER;

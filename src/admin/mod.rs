@@ -24,7 +24,13 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let presented = crate::access::ClientAuth::presented(req.headers()).unwrap_or("");
+    let Ok(presented) = crate::access::ClientAuth::presented(req.headers()) else {
+        return AdminError::BadRequest(
+            "More than one credential sent: send the admin credential once, as `Authorization: Bearer tga-…`.".into(),
+        )
+        .into_response();
+    };
+    let presented = presented.unwrap_or("");
     if !state.admin.check(presented) {
         return AdminError::Unauthorized.into_response();
     }

@@ -174,6 +174,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn new(path: PathBuf, every: u64, interval: Duration) -> Checkpointer {
+        crate::store::warn_if_readable_by_others(&path);
         Checkpointer {
             path,
             every,
@@ -196,14 +197,14 @@ impl Checkpointer {
         }
         let anchor = Anchor { seq, hash };
         let line = checkpoint::format_line(&anchor, crate::trace::now_ms());
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| {
-                f.write_all(line.as_bytes())?;
-                f.sync_data()
-            });
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = options.open(&self.path).and_then(|mut f| {
+            f.write_all(line.as_bytes())?;
+            f.sync_data()
+        });
         match written {
             Ok(()) => {
                 tracing::info!(checkpoint = %anchor, file = %self.path.display(), "audit checkpoint");

@@ -1,6 +1,7 @@
 //! `tollgate keys create|list|revoke`.
 
 use super::{EXIT_DATABASE, Failure, actor, commit};
+use crate::access::printable;
 use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
 use crate::store::access_sql::{self, ClientKeyRow};
@@ -54,12 +55,14 @@ pub fn list(conn: &Connection, json: bool) -> Result<String, Failure> {
         out.push_str(&format!(
             "{:<22} {:<20} {:<12} {:<26} {:<26} {:<26} {}\n",
             k.id,
-            k.name,
+            printable(&k.name),
             k.prefix,
             ms_to_text(Some(k.created_at_ms)),
             ms_to_text(k.expires_at_ms),
             ms_to_text(k.revoked_at_ms),
-            k.models.as_ref().map_or("any".to_string(), |m| m.join(",")),
+            k.models
+                .as_ref()
+                .map_or("any".into(), |m| printable(&m.join(",")).into_owned()),
         ));
     }
     Ok(out)
@@ -86,6 +89,7 @@ pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<Str
     )?;
     Ok(format!(
         "revoked client key {} ({}); a running gateway refuses it within a second",
-        target.id, target.name
+        target.id,
+        printable(&target.name)
     ))
 }

@@ -2,8 +2,8 @@
 //! embedded defaults, and its validation into [`Config`].
 
 use super::{
-    AuditConfig, Config, ConfigError, ConnectionConfig, MetricsConfig, Protocol, ProviderConfig,
-    StoreConfig, UpstreamConfig, WriterConfig, invalid,
+    AuditConfig, AuthThrottleConfig, Config, ConfigError, ConnectionConfig, MetricsConfig,
+    Protocol, ProviderConfig, StoreConfig, UpstreamConfig, WriterConfig, invalid,
 };
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
@@ -152,12 +152,16 @@ pub struct TracesSection {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     pub require_client_key: bool,
+    pub failed_per_minute: u64,
+    pub failed_burst: u64,
 }
 
 impl Default for AuthSection {
     fn default() -> Self {
         AuthSection {
             require_client_key: true,
+            failed_per_minute: 60,
+            failed_burst: 30,
         }
     }
 }
@@ -300,6 +304,10 @@ impl FileConfig {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
+        let failed_auth = AuthThrottleConfig {
+            per_minute: in_u32_range("auth.failed_per_minute", self.auth.failed_per_minute)?,
+            burst: in_u32_range("auth.failed_burst", self.auth.failed_burst)?,
+        };
 
         let mut providers = Vec::with_capacity(self.providers.len());
         for (i, p) in self.providers.into_iter().enumerate() {
@@ -377,12 +385,21 @@ impl FileConfig {
                 checkpoint_interval: Duration::from_secs(self.audit.checkpoint_interval_secs),
             },
             require_client_key: self.auth.require_client_key,
+            failed_auth,
             master_key_file: non_empty(self.vault.master_key_file),
             providers,
             aliases: self.aliases,
             prices: self.prices,
         })
     }
+}
+
+/// 1..=u32::MAX, as the rate limiter takes it.
+fn in_u32_range(key: &str, v: u64) -> Result<std::num::NonZeroU32, ConfigError> {
+    u32::try_from(v)
+        .ok()
+        .and_then(std::num::NonZeroU32::new)
+        .ok_or_else(|| invalid(key, format!("must be between 1 and {}", u32::MAX)))
 }
 
 fn validate_provider(

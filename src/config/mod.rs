@@ -72,12 +72,22 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Proxy routes refuse requests without a valid client key.
     pub require_client_key: bool,
+    /// How fast one client address may fail authentication.
+    pub failed_auth: AuthThrottleConfig,
     /// Where the vault's master key lives, when not in the environment.
     pub master_key_file: Option<PathBuf>,
     pub providers: Vec<ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
     /// Price overrides by `provider/model`, checked to parse.
     pub prices: BTreeMap<String, crate::ledger::prices::PriceSpec>,
+}
+
+/// Failed authentications allowed per client address: `burst` at once,
+/// then `per_minute` refilled evenly.
+#[derive(Clone, Copy, Debug)]
+pub struct AuthThrottleConfig {
+    pub per_minute: std::num::NonZeroU32,
+    pub burst: std::num::NonZeroU32,
 }
 
 #[derive(Clone, Debug)]
@@ -211,6 +221,12 @@ mod tests {
             .unwrap()
             .validate();
         assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.fast"));
+        let bad = FileConfig::parse("[auth]\nfailed_per_minute = 0\n")
+            .unwrap()
+            .validate();
+        assert!(
+            matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "auth.failed_per_minute")
+        );
         let bad = FileConfig::parse("[writer]\nbatch_max = 0\n")
             .unwrap()
             .validate();

@@ -50,6 +50,13 @@ impl PendingTrace {
     pub fn finish(mut self) {
         self.completed = true;
     }
+
+    /// The request is not traced (an unauthenticated refusal beyond its
+    /// address's sample): the reserved slot is given back unused.
+    pub fn discard(mut self) {
+        self.slot = None;
+        self.completed = true;
+    }
 }
 
 impl Drop for PendingTrace {

@@ -57,6 +57,15 @@ pub enum ProxyError {
     },
     #[error("Missing or wrong metrics token: send it as `Authorization: Bearer <token>`.")]
     MetricsUnauthorized,
+    #[error(
+        "The model name is {len} bytes long, over this gateway's limit of {limit} bytes \
+         (it begins `{start}`)."
+    )]
+    ModelNameTooLong {
+        len: usize,
+        limit: usize,
+        start: String,
+    },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -68,6 +77,12 @@ fn auth_message(e: &AuthError) -> &'static str {
         AuthError::Revoked => "This API key has been revoked.",
         AuthError::Expired => "This API key has expired.",
         AuthError::Unavailable => "Keys cannot be checked right now; retry shortly.",
+        AuthError::Conflicting => {
+            "More than one API key sent: send exactly one, as `Authorization: Bearer tg-…` or `x-api-key: tg-…` (both only with the same key)."
+        }
+        AuthError::Throttled { .. } => {
+            "Too many failed authentication attempts from your address; retry after the time in the Retry-After header."
+        }
     }
 }
 
@@ -78,7 +93,10 @@ impl ProxyError {
             | ProxyError::NotAnObject
             | ProxyError::MissingModel
             | ProxyError::BodyRead
-            | ProxyError::WrongProtocol { .. } => StatusCode::BAD_REQUEST,
+            | ProxyError::WrongProtocol { .. }
+            | ProxyError::ModelNameTooLong { .. }
+            | ProxyError::Unauthorized(AuthError::Conflicting) => StatusCode::BAD_REQUEST,
+            ProxyError::Unauthorized(AuthError::Throttled { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnknownModel(_) | ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::MissingProviderKey { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,7 +116,10 @@ impl ProxyError {
             ProxyError::InvalidJson(_)
             | ProxyError::NotAnObject
             | ProxyError::MissingModel
-            | ProxyError::BodyRead => ErrorKind::InvalidRequest,
+            | ProxyError::BodyRead
+            | ProxyError::ModelNameTooLong { .. }
+            | ProxyError::Unauthorized(AuthError::Conflicting) => ErrorKind::InvalidRequest,
+            ProxyError::Unauthorized(AuthError::Throttled { .. }) => ErrorKind::AuthThrottled,
             ProxyError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             ProxyError::UnknownModel(_) => ErrorKind::UnknownModel,
             ProxyError::WrongProtocol { .. } => ErrorKind::WrongProtocol,
@@ -125,6 +146,10 @@ impl ProxyError {
             ProxyError::UpstreamTimeout(_) => ("server_error", Some("upstream_timeout")),
             ProxyError::ShuttingDown => ("server_error", Some("shutting_down")),
             ProxyError::Unauthorized(AuthError::Unavailable) => ("server_error", None),
+            ProxyError::Unauthorized(AuthError::Conflicting) => ("invalid_request_error", None),
+            ProxyError::Unauthorized(AuthError::Throttled { .. }) => {
+                ("rate_limit_error", Some("auth_rate_limit_exceeded"))
+            }
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
             ProxyError::MethodNotAllowed { .. } => {
@@ -141,6 +166,7 @@ impl ProxyError {
             StatusCode::FORBIDDEN => "permission_error",
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
             s if s.is_server_error() => "api_error",
             _ => "invalid_request_error",
@@ -165,6 +191,11 @@ impl ProxyError {
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let ProxyError::Unauthorized(AuthError::Throttled { retry_after_secs }) = self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
         }
         response
     }

@@ -159,11 +159,24 @@ where
     let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
     let mut response = call(&state, req, endpoint, pending).await;
-    if let Some(id) = request_id {
+    if let Some(id) = request_id
+        && response.extensions().get::<Untraced>().is_none()
+    {
         response.headers_mut().insert("x-tollgate-request-id", id);
     }
     response
 }
+
+/// The client's address, as the server put it on the request.
+fn peer_ip<B>(req: &Request<B>) -> std::net::IpAddr {
+    req.extensions()
+        .get::<crate::server::PeerAddr>()
+        .map_or(crate::access::UNKNOWN_PEER, |p| p.0.ip())
+}
+
+/// Marks a response whose request left no trace, so it names none.
+#[derive(Clone, Copy)]
+struct Untraced;
 
 /// Authenticate, prepare, send, and stream back; every ending completes
 /// `pending`.
@@ -181,11 +194,20 @@ where
     let key = if state.config.require_client_key {
         match state
             .auth
-            .authenticate(req.headers(), pending.trace.started_at_ms)
+            .authenticate(req.headers(), peer_ip(&req), pending.trace.started_at_ms)
             .await
         {
             Ok(key) => Some(key),
-            Err(e) => return fail(ProxyError::Unauthorized(e), protocol, pending),
+            Err(refused) if refused.traced => {
+                return fail(ProxyError::Unauthorized(refused.error), protocol, pending);
+            }
+            Err(refused) => {
+                // Counted in /metrics; only the address's sample is traced.
+                pending.discard();
+                let mut response = ProxyError::Unauthorized(refused.error).to_response(protocol);
+                response.extensions_mut().insert(Untraced);
+                return response;
+            }
         }
     } else {
         None

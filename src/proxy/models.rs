@@ -17,7 +17,7 @@ pub async fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     if state.config.require_client_key
         && let Err(e) = state
             .auth
-            .authenticate(req.headers(), crate::trace::now_ms())
+            .authenticate(req.headers(), super::peer_ip(req), crate::trace::now_ms())
             .await
     {
         let protocol = if anthropic {
@@ -25,7 +25,7 @@ pub async fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
         } else {
             Protocol::Openai
         };
-        return ProxyError::Unauthorized(e).to_response(protocol);
+        return ProxyError::Unauthorized(e.error).to_response(protocol);
     }
     let router = state.router();
     let mut seen = HashSet::new();

@@ -6,7 +6,7 @@ use crate::access::{ClientKey, model_allowed};
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
-use crate::trace::Trace;
+use crate::trace::{MAX_MODEL_BYTES, Trace, truncated};
 use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -82,6 +82,14 @@ where
     let meta: Meta<'_> =
         serde_json::from_slice(&body).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
     let requested = match meta.model.as_deref() {
+        Some(m) if m.len() > MAX_MODEL_BYTES => {
+            trace.model_requested = Some(truncated(m, MAX_MODEL_BYTES).to_string());
+            return Err(ProxyError::ModelNameTooLong {
+                len: m.len(),
+                limit: MAX_MODEL_BYTES,
+                start: truncated(m, 32).to_string(),
+            });
+        }
         Some(m) if !m.is_empty() => m,
         _ => return Err(ProxyError::MissingModel),
     };
@@ -96,7 +104,7 @@ where
     trace.provider = Some(route.provider.name.clone());
     trace.model_resolved = Some(route.model.clone());
     if let Some(key) = key
-        && !model_allowed(key, requested, &route.provider.name, &route.model)
+        && !model_allowed(key, &state.router(), &route)
     {
         return Err(ProxyError::ModelNotAllowed(requested.to_string()));
     }

@@ -1,8 +1,14 @@
 //! Opening connections, each with the same PRAGMAs.
+//!
+//! The database holds traces, key hashes and sealed provider keys: it is
+//! created owner-only (0600). SQLite gives `-wal` and `-shm` the database
+//! file's mode, so they follow; existing files readable by others are
+//! warned about, not changed.
 
 use super::{MigrateError, SCHEMA_VERSION, StoreError};
 use crate::config::StoreConfig;
 use rusqlite::{Connection, OpenFlags};
+use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenMode {
@@ -18,6 +24,12 @@ pub fn open(cfg: &StoreConfig, mode: OpenMode) -> Result<Connection, StoreError>
         OpenMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
     } | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
+    if mode == OpenMode::ReadWrite {
+        create_private(&cfg.path).map_err(|source| StoreError::Create {
+            path: cfg.path.clone(),
+            source,
+        })?;
+    }
     let conn =
         Connection::open_with_flags(&cfg.path, flags).map_err(|source| StoreError::Open {
             path: cfg.path.clone(),
@@ -34,7 +46,50 @@ pub fn open(cfg: &StoreConfig, mode: OpenMode) -> Result<Connection, StoreError>
         }
         .into());
     }
+    if mode == OpenMode::ReadWrite {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = cfg.path.clone().into_os_string();
+            file.push(suffix);
+            warn_if_readable_by_others(Path::new(&file));
+        }
+    }
     Ok(conn)
+}
+
+/// Creates the database file owner-only if it does not exist yet (a SQLite
+/// URI or `:memory:` is left to SQLite).
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let text = path.to_string_lossy();
+    if text.starts_with("file:") || text == ":memory:" || path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Created by another process meanwhile: theirs stands.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Warns when `path` exists and its group or others may read or write it.
+pub fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = %format!("{mode:o}"),
+                "this file is accessible to other users; restrict it with chmod 600"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Returns the schema version found when it is too new to touch.

@@ -16,7 +16,7 @@ mod rollup_sql;
 pub mod trace_sql;
 mod writer;
 
-pub use connection::{OpenMode, open};
+pub use connection::{OpenMode, open, warn_if_readable_by_others};
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use reader::ReadPool;
 pub use writer::{AdminEntry, Books, Slot, WriteOp, Writer, WriterHandle, WriterStats};
@@ -36,6 +36,11 @@ pub enum StoreError {
     Closed,
     #[error("{0}")]
     Rejected(String),
+    #[error("cannot create database {path}: {source}")]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Applies one administrative change with its audit entry in a transaction

@@ -162,7 +162,7 @@ impl Writer {
             max_delay: cfg.batch_max_delay,
             books,
             rollup: Rollup::default(),
-            warned: HashSet::new(),
+            warned: WarnOnce::default(),
             stats: stats.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -187,8 +187,44 @@ struct WriterLoop {
     max_delay: Duration,
     books: Books,
     rollup: Rollup,
-    warned: HashSet<(String, String)>,
+    warned: WarnOnce,
     stats: Arc<WriterStats>,
+}
+
+/// How many unpriced `(provider, model)` pairs the writer remembers having
+/// warned about; model names are client-chosen, so the set must not grow
+/// with them.
+const WARN_ONCE_MAX: usize = 1024;
+
+/// The unpriced pairs already warned about, at most [`WARN_ONCE_MAX`]. Once
+/// full, one last warning says so and later pairs are only counted.
+#[derive(Default)]
+struct WarnOnce {
+    seen: HashSet<(String, String)>,
+    full: bool,
+}
+
+enum First {
+    Yes((String, String)),
+    No,
+    Full,
+}
+
+impl WarnOnce {
+    fn first(&mut self, pair: (String, String)) -> First {
+        if self.seen.contains(&pair) {
+            return First::No;
+        }
+        if self.seen.len() < WARN_ONCE_MAX {
+            self.seen.insert(pair.clone());
+            return First::Yes(pair);
+        }
+        if std::mem::replace(&mut self.full, true) {
+            First::No
+        } else {
+            First::Full
+        }
+    }
 }
 
 /// What one committed batch did.
@@ -239,6 +275,11 @@ impl WriterLoop {
     }
 
     async fn commit(&mut self, batch: &mut Vec<WriteOp>) {
+        for op in batch.iter_mut() {
+            if let WriteOp::Trace(trace) = op {
+                trace.bound_strings();
+            }
+        }
         let mut backoff = Duration::from_millis(10);
         let mut attempts = 0u32;
         let heads = loop {
@@ -285,8 +326,15 @@ impl WriterLoop {
             .unknown_price_requests
             .fetch_add(done.unknown_price.len() as u64, Ordering::Relaxed);
         for pair in done.unknown_price {
-            if self.warned.insert(pair.clone()) {
-                tracing::warn!(provider = %pair.0, model = %pair.1, "no price known for this model: its requests are recorded with an unknown cost; add it under [prices] in the config");
+            match self.warned.first(pair) {
+                First::Yes(pair) => {
+                    tracing::warn!(provider = ?pair.0, model = ?pair.1, "no price known for this model: its requests are recorded with an unknown cost; add it under [prices] in the config");
+                }
+                First::Full => tracing::warn!(
+                    limit = WARN_ONCE_MAX,
+                    "no price known for many models: further ones are only counted (tollgate_unknown_price_requests_total)"
+                ),
+                First::No => {}
             }
         }
         if let Some((seq, _)) = done.head {
@@ -438,4 +486,28 @@ fn is_transient(e: &rusqlite::Error) -> bool {
                 | ErrorCode::OutOfMemory
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warn_once_set_stays_bounded() {
+        let mut warned = WarnOnce::default();
+        let pair = |i: usize| ("openai".to_string(), format!("x-{i}"));
+        let mut warnings = 0;
+        let mut full = 0;
+        for i in 0..5 * WARN_ONCE_MAX {
+            match warned.first(pair(i)) {
+                First::Yes(_) => warnings += 1,
+                First::Full => full += 1,
+                First::No => {}
+            }
+        }
+        assert_eq!(warnings, WARN_ONCE_MAX);
+        assert_eq!(full, 1);
+        assert_eq!(warned.seen.len(), WARN_ONCE_MAX);
+        assert!(matches!(warned.first(pair(0)), First::No));
+    }
 }

@@ -34,7 +34,7 @@ import pytest
 UPSTREAM_KEY = "UPSTREAM_SECRET"
 """The only credential mock-upstream accepts; tollgate injects it from MOCK_UPSTREAM_KEY."""
 
-ADMIN_KEY = "tga-sdk-tests-admin-credential"
+ADMIN_KEY = "tga-sdk-tests-admin-credential-0123"
 """Given to every tollgate as TOLLGATE_ADMIN_KEY (no first-run credential is made)."""
 
 MOCK_TEXT = "Hello from the mock upstream"

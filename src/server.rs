@@ -21,6 +21,20 @@ use tokio::task::JoinSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// Closes the connection a request came on, put on every request as an
+/// extension. A response past its total deadline must end even when the
+/// client has stopped reading — hyper then no longer polls its body, so only
+/// dropping the connection ends it. (On HTTP/2 this ends the connection's
+/// other streams too.)
+#[derive(Clone, Debug, Default)]
+pub struct CloseConnection(Arc<tokio::sync::Notify>);
+
+impl CloseConnection {
+    pub fn close(&self) {
+        self.0.notify_one();
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -65,9 +79,12 @@ pub async fn serve(
             .connections_accepted
             .fetch_add(1, Ordering::Relaxed);
         let svc_state = state.clone();
+        let closer = CloseConnection::default();
+        let closed = closer.clone();
         let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let state = svc_state.clone();
             req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(closer.clone());
             async move { Ok::<_, Infallible>(crate::proxy::handle(state, req).await) }
         });
         let conn = builder
@@ -80,8 +97,13 @@ pub async fn serve(
                 .metrics
                 .connections_open
                 .fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                () = closed.0.notified() => {
+                    tracing::debug!("connection closed: a response ran past its deadline");
+                }
             }
             metrics_state
                 .metrics

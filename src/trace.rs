@@ -22,6 +22,10 @@ pub enum ErrorKind {
     ShuttingDown,
     Unauthorized,
     Forbidden,
+    BodyTimeout,
+    /// The response ended normally, but an event too large to inspect went
+    /// by, so its usage (and cost) is unknown.
+    UsageUnreadable,
 }
 
 impl ErrorKind {
@@ -42,6 +46,8 @@ impl ErrorKind {
             ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::UsageUnreadable => "usage_unreadable",
         }
     }
 }

@@ -55,6 +55,7 @@ pub struct ServerSection {
     pub max_connections: u64,
     pub shutdown_grace_secs: u64,
     pub worker_threads: u64,
+    pub body_timeout_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -65,6 +66,7 @@ impl Default for ServerSection {
             max_connections: 4096,
             shutdown_grace_secs: 30,
             worker_threads: 0,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -117,6 +119,8 @@ pub struct UpstreamSection {
     pub total_timeout_ms: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: u64,
+    pub max_inspected_event_bytes: u64,
+    pub key_retest_secs: u64,
 }
 
 impl Default for UpstreamSection {
@@ -127,6 +131,8 @@ impl Default for UpstreamSection {
             total_timeout_ms: 600_000,
             pool_idle_timeout_secs: 90,
             pool_max_idle_per_host: 256,
+            max_inspected_event_bytes: 1024 * 1024,
+            key_retest_secs: 300,
         }
     }
 }
@@ -259,6 +265,14 @@ impl FileConfig {
             self.upstream.first_byte_timeout_ms,
         )?;
         positive("upstream.total_timeout_ms", self.upstream.total_timeout_ms)?;
+        positive("server.body_timeout_ms", self.server.body_timeout_ms)?;
+        if !(1024..=64 * 1024 * 1024).contains(&self.upstream.max_inspected_event_bytes) {
+            return Err(invalid(
+                "upstream.max_inspected_event_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        positive("upstream.key_retest_secs", self.upstream.key_retest_secs)?;
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
@@ -301,6 +315,7 @@ impl FileConfig {
             max_connections: self.server.max_connections as usize,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_secs),
             worker_threads: self.server.worker_threads as usize,
+            body_timeout: ms(self.server.body_timeout_ms),
             store: StoreConfig {
                 path: self.store.path,
                 busy_timeout: ms(self.store.busy_timeout_ms),
@@ -319,6 +334,8 @@ impl FileConfig {
                 total_timeout: ms(self.upstream.total_timeout_ms),
                 pool_idle_timeout: Duration::from_secs(self.upstream.pool_idle_timeout_secs),
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host as usize,
+                max_inspected_event_bytes: self.upstream.max_inspected_event_bytes as usize,
+                key_retest: Duration::from_secs(self.upstream.key_retest_secs),
             },
             store_bodies: self.traces.store_bodies,
             audit: AuditConfig {

@@ -49,6 +49,8 @@ pub enum ProxyError {
     Unauthorized(AuthError),
     #[error("This API key is not allowed to use the model `{0}`.")]
     ModelNotAllowed(String),
+    #[error("The request body did not arrive within this gateway's limit of {ms} ms.")]
+    BodyTimeout { ms: u128 },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -80,6 +82,7 @@ impl ProxyError {
             ProxyError::Unauthorized(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -99,6 +102,7 @@ impl ProxyError {
             ProxyError::ShuttingDown => ErrorKind::ShuttingDown,
             ProxyError::Unauthorized(_) => ErrorKind::Unauthorized,
             ProxyError::ModelNotAllowed(_) => ErrorKind::Forbidden,
+            ProxyError::BodyTimeout { .. } => ErrorKind::BodyTimeout,
         }
     }
 
@@ -115,6 +119,7 @@ impl ProxyError {
             ProxyError::Unauthorized(AuthError::Unavailable) => ("server_error", None),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::ModelNotAllowed(_) => ("permission_error", Some("model_not_allowed")),
+            ProxyError::BodyTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
             _ => ("invalid_request_error", None),
         }
     }
@@ -175,6 +180,22 @@ pub fn stream_error_event(protocol: Protocol, message: &str) -> bytes::Bytes {
         Protocol::Openai => format!("data: {body}\n\n").into(),
         Protocol::Anthropic => format!("event: error\ndata: {body}\n\n").into(),
     }
+}
+
+/// What the client gets instead of an upstream error body too large to
+/// check for the provider key (the status stays the upstream's).
+pub fn withheld_error_body(protocol: Protocol, status: u16) -> bytes::Bytes {
+    let message = format!(
+        "The upstream provider answered {status}; its error body was too large to pass on safely \
+         and was withheld by the gateway."
+    );
+    error_body(
+        protocol,
+        &message,
+        ("server_error", Some("upstream_error_withheld")),
+        "api_error",
+    )
+    .into()
 }
 
 #[cfg(test)]

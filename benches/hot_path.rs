@@ -41,7 +41,7 @@ fn bench_watch(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let mut w = Watch::new(Protocol::Openai, true, strip);
+                let mut w = Watch::new(Protocol::Openai, true, strip, 1 << 20);
                 let mut out = Vec::with_capacity(4);
                 for c in &chunks {
                     w.feed(c.clone(), &mut out);

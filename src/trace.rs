@@ -46,6 +46,10 @@ pub enum ErrorKind {
     Unauthorized,
     Forbidden,
     AuthThrottled,
+    BodyTimeout,
+    /// The response ended normally, but an event too large to inspect went
+    /// by, so its usage (and cost) is unknown.
+    UsageUnreadable,
 }
 
 impl ErrorKind {
@@ -67,6 +71,8 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::AuthThrottled => "auth_throttled",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::UsageUnreadable => "usage_unreadable",
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The provider-key vault: keys stored sealed, used for upstream calls,
-//! set aside on 401, rotated live, and refused loudly when the master key
+//! set aside on a 401 confirmed by a probe, rotated live, and refused loudly when the master key
 //! is wrong or a ciphertext was tampered with or moved.
 
 mod common;
@@ -83,7 +83,22 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
     for _ in 0..6 {
         assert_eq!(ask(&gw).await, 200);
     }
-    let (_, list) = admin_call(&gw, reqwest::Method::GET, "/provider-keys", None).await;
+    // The refusal is confirmed by a probe in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let list = loop {
+        let (_, list) = admin_call(&gw, reqwest::Method::GET, "/provider-keys", None).await;
+        let bad_row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == bad["id"])
+            .unwrap()
+            .clone();
+        if bad_row["disabled_at"].is_i64() || std::time::Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     let bad_row = list
         .as_array()
         .unwrap()
@@ -119,12 +134,75 @@ async fn stored_keys_are_used_sealed_and_a_refused_key_is_set_aside() {
             .any(|w| w == VAULT_KEY.as_bytes()),
         "plaintext provider key on disk"
     );
-    let disabled: i64 = value(
+    let disabled: Vec<String> = column(
         &db,
+        "SELECT detail FROM audit_log WHERE action = 'provider_key.disable'",
+    );
+    assert_eq!(disabled.len(), 1);
+    assert!(
+        disabled[0].contains("401 to a request and to a GET /models probe"),
+        "{}",
+        disabled[0]
+    );
+}
+
+/// Finding 8: a 401 the request itself caused (here forced by the client)
+/// does not disable the stored key: a probe of the key is accepted, so the
+/// next request uses it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_caused_by_the_request_does_not_set_the_stored_key_aside() {
+    let setup = master();
+    let mut gw = gateway(&setup).await;
+    let (s, _) = admin_call(
+        &gw,
+        reqwest::Method::POST,
+        "/provider-keys",
+        Some(json!({"provider": "openai", "key": VAULT_KEY})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let forced = client()
+        .post(gw.url("/v1/chat/completions"))
+        .header("x-mock-status", "401")
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status(), 401);
+    // Let the probe (if any) run and its outcome be committed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !gw
+        .mock
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/v1/models")
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        ask(&gw).await,
+        200,
+        "the stored key was set aside after a client-caused 401"
+    );
+    let probe = gw
+        .mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/models")
+        .expect("the refused key was probed");
+    assert_eq!(
+        probe.header("authorization"),
+        Some(format!("Bearer {VAULT_KEY}").as_str())
+    );
+    gw.stop().await;
+    let disabled: i64 = value(
+        &gw.db(),
         "SELECT count(*) FROM audit_log WHERE action = 'provider_key.disable'",
         [],
     );
-    assert_eq!(disabled, 1);
+    assert_eq!(disabled, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

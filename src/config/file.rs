@@ -62,6 +62,7 @@ pub struct ServerSection {
     pub idle_timeout_ms: u64,
     pub h2_ping_interval_ms: u64,
     pub h2_ping_timeout_ms: u64,
+    pub body_timeout_ms: u64,
 }
 
 impl Default for ServerSection {
@@ -76,6 +77,7 @@ impl Default for ServerSection {
             idle_timeout_ms: 60_000,
             h2_ping_interval_ms: 30_000,
             h2_ping_timeout_ms: 20_000,
+            body_timeout_ms: 30_000,
         }
     }
 }
@@ -128,6 +130,8 @@ pub struct UpstreamSection {
     pub total_timeout_ms: u64,
     pub pool_idle_timeout_secs: u64,
     pub pool_max_idle_per_host: u64,
+    pub max_inspected_event_bytes: u64,
+    pub key_retest_secs: u64,
 }
 
 impl Default for UpstreamSection {
@@ -138,6 +142,8 @@ impl Default for UpstreamSection {
             total_timeout_ms: 600_000,
             pool_idle_timeout_secs: 90,
             pool_max_idle_per_host: 256,
+            max_inspected_event_bytes: 1024 * 1024,
+            key_retest_secs: 300,
         }
     }
 }
@@ -301,6 +307,14 @@ impl FileConfig {
             self.upstream.first_byte_timeout_ms,
         )?;
         positive("upstream.total_timeout_ms", self.upstream.total_timeout_ms)?;
+        positive("server.body_timeout_ms", self.server.body_timeout_ms)?;
+        if !(1024..=64 * 1024 * 1024).contains(&self.upstream.max_inspected_event_bytes) {
+            return Err(invalid(
+                "upstream.max_inspected_event_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        positive("upstream.key_retest_secs", self.upstream.key_retest_secs)?;
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
@@ -358,6 +372,7 @@ impl FileConfig {
                 listen: metrics_listen,
                 token: (!self.metrics.token.is_empty()).then(|| Secret::new(self.metrics.token)),
             },
+            body_timeout: ms(self.server.body_timeout_ms),
             store: StoreConfig {
                 path: self.store.path,
                 busy_timeout: ms(self.store.busy_timeout_ms),
@@ -376,6 +391,8 @@ impl FileConfig {
                 total_timeout: ms(self.upstream.total_timeout_ms),
                 pool_idle_timeout: Duration::from_secs(self.upstream.pool_idle_timeout_secs),
                 pool_max_idle_per_host: self.upstream.pool_max_idle_per_host as usize,
+                max_inspected_event_bytes: self.upstream.max_inspected_event_bytes as usize,
+                key_retest: Duration::from_secs(self.upstream.key_retest_secs),
             },
             store_bodies: self.traces.store_bodies,
             audit: AuditConfig {

@@ -65,6 +65,8 @@ pub struct Config {
     pub worker_threads: usize,
     pub connections: ConnectionConfig,
     pub metrics: MetricsConfig,
+    /// The whole request body must arrive within this (408 otherwise).
+    pub body_timeout: Duration,
     pub store: StoreConfig,
     pub writer: WriterConfig,
     pub upstream: UpstreamConfig,
@@ -156,6 +158,12 @@ pub struct UpstreamConfig {
     pub total_timeout: Duration,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
+    /// The most of one stream event held to read usage from; longer events
+    /// pass through unread.
+    pub max_inspected_event_bytes: usize,
+    /// A stored key set aside after a confirmed 401 is probed again after
+    /// this long, and used again if the upstream accepts it.
+    pub key_retest: Duration,
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! their wire formats say about usage.
 
 pub mod catalog;
+pub mod redact;
 mod router;
 pub mod sse;
 pub mod usage;

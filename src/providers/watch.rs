@@ -5,8 +5,12 @@
 //! with one exception: when tollgate itself asked an OpenAI stream for usage
 //! (the client did not), the extra usage chunk and the `"usage":null` fields
 //! that request adds are removed, so the client sees the stream it asked for.
+//!
+//! An event longer than the inspection cap is forwarded unchanged as it
+//! arrives but not read; the usage of such a stream is then unknown
+//! ([`Observed::usage_unreadable`]).
 
-use super::sse::{self, SseSplitter};
+use super::sse::{self, Piece, SseSplitter};
 use super::usage::{self, BodyFacts};
 use crate::config::Protocol;
 use crate::trace::Usage;
@@ -27,6 +31,9 @@ pub struct Observed {
     pub error_type: Option<String>,
     /// The stream ended with its terminator (`[DONE]`, `message_stop`).
     pub stream_complete: bool,
+    /// An event was too large to inspect, so usage may be missing from what
+    /// was read.
+    pub usage_unreadable: bool,
 }
 
 pub enum Watch {
@@ -36,7 +43,13 @@ pub enum Watch {
 }
 
 impl Watch {
-    pub fn new(protocol: Protocol, event_stream: bool, strip_injected_usage: bool) -> Watch {
+    /// `max_event_bytes`: the most of one stream event held for inspection.
+    pub fn new(
+        protocol: Protocol,
+        event_stream: bool,
+        strip_injected_usage: bool,
+        max_event_bytes: usize,
+    ) -> Watch {
         match (event_stream, protocol) {
             (false, _) => Watch::Json(JsonWatch {
                 protocol,
@@ -44,13 +57,13 @@ impl Watch {
                 truncated: false,
             }),
             (true, Protocol::Openai) => Watch::OpenAiStream(OpenAiStream {
-                splitter: SseSplitter::default(),
+                splitter: SseSplitter::new(max_event_bytes),
                 strip: strip_injected_usage,
                 events: Vec::new(),
                 seen: Observed::default(),
             }),
             (true, Protocol::Anthropic) => Watch::AnthropicStream(AnthropicStream {
-                splitter: SseSplitter::default(),
+                splitter: SseSplitter::new(max_event_bytes),
                 events: Vec::new(),
                 seen: Observed::default(),
             }),
@@ -135,6 +148,7 @@ impl JsonWatch {
             finish_reason: facts.finish_reason,
             error_type: facts.error_type,
             stream_complete: false,
+            usage_unreadable: false,
         }
     }
 }
@@ -151,7 +165,7 @@ fn tail_usage(tail: &[u8]) -> Option<Value> {
 pub struct OpenAiStream {
     splitter: SseSplitter,
     strip: bool,
-    events: Vec<Bytes>,
+    events: Vec<Piece>,
     seen: Observed,
 }
 
@@ -162,10 +176,20 @@ impl OpenAiStream {
         if !self.strip {
             out.push(chunk);
         }
-        for event in events.drain(..) {
-            let keep = self.observe(&event);
-            if self.strip && keep {
-                out.push(strip_usage_null(event));
+        for piece in events.drain(..) {
+            match piece {
+                Piece::Event(event) => {
+                    let keep = self.observe(&event);
+                    if self.strip && keep {
+                        out.push(strip_usage_null(event));
+                    }
+                }
+                Piece::Oversized(part) => {
+                    self.seen.usage_unreadable = true;
+                    if self.strip {
+                        out.push(part);
+                    }
+                }
             }
         }
         self.events = events;
@@ -244,15 +268,22 @@ fn strip_usage_null(event: Bytes) -> Bytes {
 
 pub struct AnthropicStream {
     splitter: SseSplitter,
-    events: Vec<Bytes>,
+    events: Vec<Piece>,
     seen: Observed,
 }
 
 impl AnthropicStream {
-    fn observe(&mut self, chunk: &[u8]) {
+    fn observe(&mut self, chunk: &Bytes) {
         let mut events = std::mem::take(&mut self.events);
         self.splitter.push(chunk, &mut events);
-        for raw in events.drain(..) {
+        for piece in events.drain(..) {
+            let raw = match piece {
+                Piece::Event(raw) => raw,
+                Piece::Oversized(_) => {
+                    self.seen.usage_unreadable = true;
+                    continue;
+                }
+            };
             let event = sse::parse(&raw);
             let name = event
                 .event
@@ -341,7 +372,7 @@ mod tests {
     #[test]
     fn openai_stream_passes_through_when_client_asked_for_usage() {
         let (text, seen) = run(
-            Watch::new(Protocol::Openai, true, false),
+            Watch::new(Protocol::Openai, true, false, 1 << 20),
             &[&OPENAI_WITH_USAGE[..50], &OPENAI_WITH_USAGE[50..]],
         );
         assert_eq!(text, OPENAI_WITH_USAGE);
@@ -354,7 +385,7 @@ mod tests {
     #[test]
     fn openai_stream_strips_what_tollgate_injected() {
         let (text, seen) = run(
-            Watch::new(Protocol::Openai, true, true),
+            Watch::new(Protocol::Openai, true, true, 1 << 20),
             &[&OPENAI_WITH_USAGE[..70], &OPENAI_WITH_USAGE[70..]],
         );
         assert_eq!(
@@ -376,7 +407,10 @@ mod tests {
             "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
             "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
         );
-        let (text, seen) = run(Watch::new(Protocol::Anthropic, true, false), &[stream]);
+        let (text, seen) = run(
+            Watch::new(Protocol::Anthropic, true, false, 1 << 20),
+            &[stream],
+        );
         assert_eq!(text, stream);
         assert_eq!(seen.usage.input_tokens, Some(35));
         assert_eq!(seen.usage.cached_input_tokens, Some(3));
@@ -384,6 +418,25 @@ mod tests {
         assert_eq!(seen.usage.output_tokens, Some(15));
         assert_eq!(seen.finish_reason.as_deref(), Some("end_turn"));
         assert!(seen.stream_complete);
+    }
+
+    #[test]
+    fn an_oversized_event_is_forwarded_unchanged_and_marks_usage_unreadable() {
+        let big = format!(
+            "data: {{\"id\":\"c\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}},\"finish_reason\":null}}],\"usage\":null}}\n\n",
+            "x".repeat(5000)
+        );
+        let stream = format!("{big}{OPENAI_WITH_USAGE}");
+        for strip in [true, false] {
+            let pieces: Vec<&str> = (0..stream.len())
+                .step_by(700)
+                .map(|i| &stream[i..(i + 700).min(stream.len())])
+                .collect();
+            let (text, seen) = run(Watch::new(Protocol::Openai, true, strip, 1024), &pieces);
+            assert!(text.starts_with(&big), "the big event passes unchanged");
+            assert!(seen.usage_unreadable);
+            assert!(seen.stream_complete);
+        }
     }
 
     #[test]
@@ -395,7 +448,10 @@ mod tests {
         }
         body.pop();
         body.push_str("],\"model\":\"e\",\"usage\":{\"prompt_tokens\":123,\"total_tokens\":123}}");
-        let (text, seen) = run(Watch::new(Protocol::Openai, false, false), &[&body]);
+        let (text, seen) = run(
+            Watch::new(Protocol::Openai, false, false, 1 << 20),
+            &[&body],
+        );
         assert_eq!(text.len(), body.len());
         assert_eq!(seen.usage.input_tokens, Some(123));
     }

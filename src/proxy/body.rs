@@ -3,15 +3,23 @@
 //! writer exactly once: when the body ends, or when it is dropped because
 //! the client went away (which also drops, and so cancels, the upstream
 //! request).
+//!
+//! Two things bound a response however the client behaves: a watchdog ends
+//! it (closing the connection) at the total deadline even when the client
+//! has stopped reading, and an upstream error body is held (up to 64 KiB)
+//! and has the provider key taken out before the client sees it.
 
-use super::error::stream_error_event;
-use super::upstream::{DROP_RESPONSE, UpstreamCall};
+use super::error::{stream_error_event, withheld_error_body};
+use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
 use crate::app::AppState;
 use crate::config::Protocol;
+use crate::providers::redact::{self, MAX_ERROR_BODY};
 use crate::providers::watch::{Observed, Watch};
+use crate::secret::Secret;
+use crate::server::CloseConnection;
 use crate::store::{Slot, WriteOp};
-use crate::trace::{ErrorKind, Trace};
+use crate::trace::{ErrorKind, Trace, Usage};
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use http::{HeaderValue, Response, header};
@@ -20,11 +28,15 @@ use hyper::body::Frame;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::time::Sleep;
 
 /// Bodies kept for `traces.store_bodies` are capped at this size.
 const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The watchdog fires this long after the total deadline, so that a body
+/// still being polled ends itself first (with its error event).
+const WATCHDOG_GRACE: Duration = Duration::from_millis(100);
 
 /// A trace with its reserved place in the writer's queue. However the request
 /// ends — normally, in error, or abandoned by the client — dropping this
@@ -34,6 +46,8 @@ pub struct PendingTrace {
     pub trace: Trace,
     started: Instant,
     completed: bool,
+    /// Closes the request's connection; the response's watchdog uses it.
+    closer: Option<CloseConnection>,
 }
 
 impl PendingTrace {
@@ -43,7 +57,15 @@ impl PendingTrace {
             trace,
             started,
             completed: false,
+            closer: None,
         }
+    }
+
+    /// The handle that closes this request's connection (from the request's
+    /// extensions; absent when not served by `server`).
+    pub fn closing(mut self, closer: Option<CloseConnection>) -> PendingTrace {
+        self.closer = closer;
+        self
     }
 
     /// The request ended the way its trace says.
@@ -98,10 +120,45 @@ pub struct ObservedBody {
     received: u64,
     done: bool,
     abort: Option<BoxError>,
+    /// An upstream error body, held whole to take the provider key out.
+    held_error: Option<HeldErrorBody>,
+    watchdog: Option<Watchdog>,
+}
+
+/// A non-2xx body held (up to [`MAX_ERROR_BODY`]) until it ends, so that the
+/// provider key it may echo is replaced before the client sees it.
+struct HeldErrorBody {
+    key: Secret,
+    buf: BytesMut,
+}
+
+/// Ends the response at its total deadline even when the client has stopped
+/// reading: hyper then stops polling the body, so the body's own deadline
+/// check never runs. Closing the connection drops the body, whose `Drop`
+/// records the trace as timed out. Disarmed (aborted) when the body ends.
+struct Watchdog(tokio::task::JoinHandle<()>);
+
+impl Watchdog {
+    fn arm(closer: CloseConnection, after: Duration) -> Watchdog {
+        Watchdog(tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            closer.close();
+        }))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl ObservedBody {
-    pub fn respond(state: &AppState, call: UpstreamCall, pending: PendingTrace) -> Response<Body> {
+    pub fn respond(
+        state: &AppState,
+        call: UpstreamCall,
+        mut pending: PendingTrace,
+    ) -> Response<Body> {
         let status = call.response.status();
         let event_stream = call
             .response
@@ -109,23 +166,37 @@ impl ObservedBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        let held_error = match (status.is_success(), &call.credential) {
+            (false, Some(key)) => Some(HeldErrorBody {
+                key: key.clone(),
+                buf: BytesMut::new(),
+            }),
+            _ => None,
+        };
         let mut builder = Response::builder().status(status);
         if let Some(headers) = builder.headers_mut() {
             for (name, value) in call.response.headers() {
-                if !DROP_RESPONSE.contains(&name.as_str()) {
+                if passes_to_client(name.as_str()) {
                     headers.append(name.clone(), value.clone());
                 }
             }
             if event_stream {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
                 headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            } else if let Some(len) = call.response.headers().get(header::CONTENT_LENGTH) {
+            } else if held_error.is_none()
+                && let Some(len) = call.response.headers().get(header::CONTENT_LENGTH)
+            {
                 // Bodies other than event streams pass unchanged, so their
                 // length holds, and the client gets it without chunking.
                 headers.insert(header::CONTENT_LENGTH, len.clone());
             }
         }
         let protocol = call.route.provider.protocol;
+        let total_timeout = state.config.upstream.total_timeout;
+        let watchdog = pending
+            .closer
+            .take()
+            .map(|closer| Watchdog::arm(closer, total_timeout + WATCHDOG_GRACE));
         let expected_len = if event_stream {
             None
         } else {
@@ -133,13 +204,18 @@ impl ObservedBody {
         };
         let body = ObservedBody {
             upstream: Box::pin(call.response.bytes_stream()),
-            watch: Watch::new(protocol, event_stream, call.strip_injected_usage),
+            watch: Watch::new(
+                protocol,
+                event_stream,
+                call.strip_injected_usage,
+                state.config.upstream.max_inspected_event_bytes,
+            ),
             protocol,
             upstream_failed: !status.is_success(),
             queue: VecDeque::new(),
             scratch: Vec::new(),
             pending: Some(pending),
-            deadline: Box::pin(tokio::time::sleep(state.config.upstream.total_timeout)),
+            deadline: Box::pin(tokio::time::sleep(total_timeout)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
             sent_any: false,
@@ -148,6 +224,8 @@ impl ObservedBody {
             received: 0,
             done: false,
             abort: None,
+            held_error,
+            watchdog,
         };
         builder
             .body(body.boxed_unsync())
@@ -188,14 +266,48 @@ impl ObservedBody {
         let sent_at = self.sent_at;
         if let Some(t) = self.trace() {
             t.upstream_us = Some(sent_at.elapsed().as_micros() as i64);
-            t.usage = seen.usage;
+            // Usage read around an uninspected event may be partial: record
+            // none, so the cost is unknown rather than silently too low.
+            t.usage = if seen.usage_unreadable {
+                Usage::default()
+            } else {
+                seen.usage
+            };
             t.finish_reason = seen.finish_reason.take();
         }
         seen
     }
 
+    /// Takes in what the watch let through for the client: queued at once,
+    /// or held while it is an error body.
+    fn pass_on(&mut self, out: &mut Vec<Bytes>) {
+        let Some(held) = &mut self.held_error else {
+            self.queue.extend(out.drain(..));
+            return;
+        };
+        for chunk in out.drain(..) {
+            held.buf.extend_from_slice(&chunk);
+        }
+        if held.buf.len() > MAX_ERROR_BODY {
+            // Too large to check: the client gets the status with a body of
+            // tollgate's own instead of an unchecked one.
+            self.held_error = None;
+            self.queue
+                .push_back(withheld_error_body(self.protocol, self.status()));
+            self.complete();
+        }
+    }
+
+    fn status(&self) -> u16 {
+        self.pending.as_ref().map_or(0, |p| p.trace.status)
+    }
+
     /// The upstream body ended normally.
     fn complete(&mut self) {
+        if let Some(held) = self.held_error.take() {
+            let body = redact::redact_key(&held.buf, held.key.expose());
+            self.queue.push_back(Bytes::copy_from_slice(&body));
+        }
         let seen = self.close_watch(true);
         let upstream_failed = self.upstream_failed;
         let event_stream = self.watch.is_event_stream();
@@ -222,6 +334,12 @@ impl ObservedBody {
                     ErrorKind::UpstreamStreamBroken,
                     "upstream stream ended without its final event",
                 );
+            } else if seen.usage_unreadable {
+                t.fail(
+                    ErrorKind::UsageUnreadable,
+                    "an event longer than upstream.max_inspected_event_bytes passed uninspected; \
+                     usage and cost are unknown",
+                );
             }
         }
         self.done = true;
@@ -246,6 +364,7 @@ impl ObservedBody {
     }
 
     fn finish_trace(&mut self) {
+        self.watchdog = None;
         let capture = self.capture.take().map(BytesMut::freeze);
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
@@ -264,6 +383,13 @@ impl Drop for ObservedBody {
             // the watch saw (usage, finish reason) still goes on the trace.
             if self.watch.saw_terminator() && self.queue.is_empty() {
                 self.complete();
+            } else if tokio::time::Instant::now() >= self.deadline.deadline() {
+                // The watchdog closed the connection of a client that had
+                // stopped reading: the deadline ended the request.
+                self.break_off(
+                    ErrorKind::UpstreamTimeout,
+                    "the response did not finish in time (the client was not reading)",
+                );
             } else {
                 self.close_watch(false);
             }
@@ -314,9 +440,9 @@ impl hyper::body::Body for ObservedBody {
                     this.received += chunk.len() as u64;
                     let mut out = std::mem::take(&mut this.scratch);
                     this.watch.feed(chunk, &mut out);
-                    this.queue.extend(out.drain(..));
+                    this.pass_on(&mut out);
                     this.scratch = out;
-                    if this.expected_len == Some(this.received) {
+                    if !this.done && this.expected_len == Some(this.received) {
                         this.complete();
                     }
                 }

@@ -66,6 +66,8 @@ pub enum ProxyError {
         limit: usize,
         start: String,
     },
+    #[error("The request body did not arrive within this gateway's limit of {ms} ms.")]
+    BodyTimeout { ms: u128 },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -108,6 +110,7 @@ impl ProxyError {
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -132,6 +135,7 @@ impl ProxyError {
             ProxyError::ModelNotAllowed(_) => ErrorKind::Forbidden,
             ProxyError::MethodNotAllowed { .. } => ErrorKind::NotFound,
             ProxyError::MetricsUnauthorized => ErrorKind::Unauthorized,
+            ProxyError::BodyTimeout { .. } => ErrorKind::BodyTimeout,
         }
     }
 
@@ -156,6 +160,7 @@ impl ProxyError {
                 ("invalid_request_error", Some("method_not_allowed"))
             }
             ProxyError::MetricsUnauthorized => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::BodyTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
             _ => ("invalid_request_error", None),
         }
     }
@@ -234,6 +239,22 @@ pub fn stream_error_event(protocol: Protocol, message: &str) -> bytes::Bytes {
         Protocol::Openai => format!("data: {body}\n\n").into(),
         Protocol::Anthropic => format!("event: error\ndata: {body}\n\n").into(),
     }
+}
+
+/// What the client gets instead of an upstream error body too large to
+/// check for the provider key (the status stays the upstream's).
+pub fn withheld_error_body(protocol: Protocol, status: u16) -> bytes::Bytes {
+    let message = format!(
+        "The upstream provider answered {status}; its error body was too large to pass on safely \
+         and was withheld by the gateway."
+    );
+    error_body(
+        protocol,
+        &message,
+        ("server_error", Some("upstream_error_withheld")),
+        "api_error",
+    )
+    .into()
 }
 
 #[cfg(test)]

@@ -156,7 +156,8 @@ where
     let Ok(slot) = state.writer.reserve().await else {
         return ProxyError::ShuttingDown.to_response(protocol);
     };
-    let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started);
+    let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started)
+        .closing(req.extensions().get().cloned());
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
     let mut response = call(&state, req, endpoint, pending).await;
     if let Some(id) = request_id

@@ -62,10 +62,18 @@ where
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
-        Err(_) => return Err(ProxyError::BodyRead),
+    // A client sending its body slowly must not hold the connection and a
+    // writer slot indefinitely.
+    let timeout = state.config.body_timeout;
+    let body = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
+        Ok(Err(_)) => return Err(ProxyError::BodyRead),
+        Err(_) => {
+            return Err(ProxyError::BodyTimeout {
+                ms: timeout.as_millis(),
+            });
+        }
     };
     trace.request_bytes = body.len() as i64;
     if state.config.store_bodies {

@@ -1,14 +1,15 @@
 //! Sending the prepared request upstream: the provider's credential in, the
-//! client's credential and hop-by-hop headers out.
+//! client's credential and hop-by-hop headers out; and which of the
+//! upstream's response headers the client may see.
 
 use super::error::ProxyError;
 use super::request::Prepared;
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
-use crate::store::AdminEntry;
-use crate::store::access_sql::Mutation;
+use crate::secret::Secret;
 use crate::trace::Trace;
+use crate::vault::recheck;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use std::time::Instant;
 
@@ -17,6 +18,9 @@ pub struct UpstreamCall {
     pub route: Route,
     pub strip_injected_usage: bool,
     pub sent_at: Instant,
+    /// The provider key the answer came back for: an error body must not
+    /// show it to the client.
+    pub credential: Option<Secret>,
 }
 
 /// Request headers never forwarded: hop-by-hop ones, ones the HTTP client
@@ -67,14 +71,16 @@ pub async fn send(
     );
     let url = provider.url(prepared.endpoint.upstream_path());
 
-    // Vault keys first, spread round robin; a key the upstream refuses with
-    // 401 is set aside and the request tried with the next one.
+    // Vault keys first, spread round robin; after a 401 the request is
+    // tried with the next one, and the refused key is probed (and set aside
+    // only if the probe is refused too).
+    recheck::retest_due(state, provider);
     let mut refused: Vec<String> = Vec::new();
     let mut chosen = state.vault.pick(&provider.name, &refused);
-    let (response, sent_at) = loop {
+    let (response, sent_at, credential) = loop {
         let credential = match (&chosen, &provider.api_key, &provider.api_key_env) {
-            (Some(c), _, _) => Some(c.key.expose()),
-            (None, Some(key), _) => Some(key.expose()),
+            (Some(c), _, _) => Some(c.key.clone()),
+            (None, Some(key), _) => Some(key.clone()),
             (None, None, Some(env)) => {
                 return Err(ProxyError::MissingProviderKey {
                     provider: provider.name.clone(),
@@ -88,7 +94,7 @@ pub async fn send(
             (None, None, None) => None,
         };
         let mut attempt = headers.clone();
-        if let Some(key) = credential {
+        if let Some(key) = credential.as_ref().map(Secret::expose) {
             let (name, value) = match provider.protocol {
                 Protocol::Openai => (header::AUTHORIZATION, format!("Bearer {key}")),
                 Protocol::Anthropic => (HeaderName::from_static("x-api-key"), key.to_string()),
@@ -130,14 +136,14 @@ pub async fn send(
         if response.status() == http::StatusCode::UNAUTHORIZED
             && let Some(c) = chosen.take()
         {
-            set_aside(state, &provider.name, &c.id);
+            recheck::confirm_refusal(state, provider, &c.id);
             refused.push(c.id);
             chosen = state.vault.pick(&provider.name, &refused);
             if chosen.is_some() {
                 continue;
             }
         }
-        break (response, sent_at);
+        break (response, sent_at, credential);
     };
     trace.status = response.status().as_u16();
     trace.upstream_status = Some(trace.status);
@@ -152,40 +158,8 @@ pub async fn send(
         route: prepared.route,
         strip_injected_usage: prepared.strip_injected_usage,
         sent_at,
+        credential,
     })
-}
-
-/// Marks a stored provider key the upstream refused, in memory at once and
-/// in the database (with its audit entry) in the background.
-fn set_aside(state: &AppState, provider: &str, id: &str) {
-    if !state.vault.disable(id) {
-        return;
-    }
-    tracing::warn!(
-        provider,
-        key_id = id,
-        "the upstream refused a stored provider key (401); it is set aside"
-    );
-    let writer = state.writer.clone();
-    let entry = AdminEntry {
-        actor: "system".into(),
-        action: "provider_key.disable".into(),
-        subject: format!("provider_key:{id}"),
-        detail:
-            serde_json::json!({"id": id, "provider": provider, "reason": "upstream answered 401"})
-                .to_string(),
-        mutation: Some(Mutation::DisableProviderKey {
-            id: id.to_string(),
-            at_ms: crate::trace::now_ms(),
-            reason: "upstream answered 401".into(),
-        }),
-    };
-    // At most once per stored key (disable() said it was enabled).
-    tokio::spawn(async move {
-        if let Err(e) = writer.audit(entry).await {
-            tracing::error!(error = %e, "could not record the disabled provider key");
-        }
-    });
 }
 
 fn forwardable(incoming: &HeaderMap) -> HeaderMap {
@@ -207,20 +181,35 @@ fn forwardable(incoming: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Response headers never passed back: hop-by-hop ones, the length (hyper
-/// frames the body itself, and a stripped stream is shorter) and cookies
-/// set for the provider's domain.
-pub const DROP_RESPONSE: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "set-cookie",
+/// Upstream response headers the client gets; every other one stays here.
+/// Kept: the content headers, the provider's request id (clients log it for
+/// support), retry advice and rate-limit state (SDKs back off on them),
+/// OpenAI's processing time and API version, and a redirect's target. Not
+/// kept: anything naming the operator's provider account
+/// (`openai-organization`, `openai-project`, `anthropic-organization-id`),
+/// cookies, hop-by-hop headers, the length (hyper frames the body itself,
+/// and a stripped stream or a redacted error body is shorter), and whatever
+/// else an upstream or its CDN adds.
+const PASS_RESPONSE: &[&str] = &[
+    "content-type",
+    "content-encoding",
+    "cache-control",
+    "location",
+    "x-request-id",
+    "request-id",
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+    "openai-processing-ms",
+    "openai-version",
 ];
+const PASS_RESPONSE_PREFIXES: &[&str] = &["x-ratelimit-", "anthropic-ratelimit-"];
+
+/// Whether the client may see the upstream response header `name`
+/// (lowercase, as `http` keeps names).
+pub fn passes_to_client(name: &str) -> bool {
+    PASS_RESPONSE.contains(&name) || PASS_RESPONSE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 #[cfg(test)]
 mod tests {
@@ -240,5 +229,28 @@ mod tests {
             out.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
             vec!["anthropic-beta", "user-agent"]
         );
+    }
+
+    #[test]
+    fn account_headers_do_not_pass_back() {
+        for name in [
+            "x-request-id",
+            "x-ratelimit-remaining-tokens",
+            "anthropic-ratelimit-requests-reset",
+            "retry-after",
+        ] {
+            assert!(passes_to_client(name), "{name}");
+        }
+        for name in [
+            "openai-organization",
+            "openai-project",
+            "anthropic-organization-id",
+            "set-cookie",
+            "content-length",
+            "connection",
+            "cf-ray",
+        ] {
+            assert!(!passes_to_client(name), "{name}");
+        }
     }
 }

@@ -36,6 +36,20 @@ use tokio::task::JoinSet;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// Closes the connection a request came on, put on every request as an
+/// extension. A response past its total deadline must end even when the
+/// client has stopped reading — hyper then no longer polls its body, so only
+/// dropping the connection ends it. (On HTTP/2 this ends the connection's
+/// other streams too.)
+#[derive(Clone, Debug, Default)]
+pub struct CloseConnection(Arc<tokio::sync::Notify>);
+
+impl CloseConnection {
+    pub fn close(&self) {
+        self.0.notify_one();
+    }
+}
+
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Routes {
@@ -115,10 +129,13 @@ pub async fn serve(
         let registration = registry.register(activity.clone());
         let svc_state = state.clone();
         let svc_activity = activity.clone();
+        let closer = CloseConnection::default();
+        let svc_closer = closer.clone();
         let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             let state = svc_state.clone();
             let in_flight = svc_activity.begin(req.version() < http::Version::HTTP_2);
             req.extensions_mut().insert(PeerAddr(peer));
+            req.extensions_mut().insert(svc_closer.clone());
             async move {
                 let response = match routes {
                     Routes::Main => crate::proxy::handle(state, req).await,
@@ -143,6 +160,7 @@ pub async fn serve(
                 &activity,
                 limits,
                 stopped,
+                &closer,
             )
             .await;
             count(metrics, ending);
@@ -199,6 +217,8 @@ enum Ending {
     Shed,
     /// Closed because the server is shutting down.
     Shutdown,
+    /// Dropped because a response on it ran past its total deadline.
+    Deadline,
 }
 
 /// Drives `conn` to its end, closing it when a phase takes too long, when
@@ -209,6 +229,7 @@ async fn watch_connection<C>(
     activity: &Activity,
     limits: &ConnectionConfig,
     mut stopped: watch::Receiver<bool>,
+    closer: &CloseConnection,
 ) -> Ending
 where
     C: Future<Output = Result<(), crate::proxy::BoxError>>,
@@ -260,6 +281,8 @@ where
                 Ending::Shed
             }
             _ = stopped.changed(), if closing.is_none() => Ending::Shutdown,
+            // A response ran past its deadline; its trace is recorded.
+            () = closer.0.notified() => return Ending::Deadline,
         };
         graceful_shutdown(conn.as_mut());
         let now = activity.now_ms();
@@ -270,7 +293,7 @@ where
 
 fn count(metrics: &Metrics, ending: Ending) {
     let counter = match ending {
-        Ending::Closed(Ok(())) | Ending::Shutdown | Ending::Shed => return,
+        Ending::Closed(Ok(())) | Ending::Shutdown | Ending::Shed | Ending::Deadline => return,
         Ending::HeaderTimeout => &metrics.connections_timed_out_header,
         Ending::Idle => &metrics.connections_timed_out_idle,
         Ending::Closed(Err(e)) => {

@@ -81,6 +81,10 @@ pub enum Mutation {
         provider: String,
         model: String,
     },
+    /// A provider key set aside by the system, used again after a probe.
+    EnableProviderKey {
+        id: String,
+    },
 }
 
 fn changed(n: usize) -> rusqlite::Result<()> {
@@ -125,6 +129,10 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
         Mutation::DisableProviderKey { id, at_ms, reason } => changed(conn.execute(
             "UPDATE provider_keys SET disabled_at_ms = ?2, disabled_reason = ?3 WHERE id = ?1",
             params![id, at_ms, reason],
+        )?),
+        Mutation::EnableProviderKey { id } => changed(conn.execute(
+            "UPDATE provider_keys SET disabled_at_ms = NULL, disabled_reason = NULL WHERE id = ?1",
+            [id],
         )?),
         Mutation::ResealProviderKeys { master_key_id, rows } => {
             let stored: i64 = conn.query_row("SELECT count(*) FROM provider_keys", [], |r| r.get(0))?;

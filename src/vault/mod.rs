@@ -1,9 +1,11 @@
 //! Provider keys stored in the database, sealed with AES-256-GCM under a
 //! master key that never touches it (`crypto`), and held decrypted only in
 //! memory while `serve` runs (`Vault`). Requests spread across a provider's
-//! keys; a key the upstream rejects with 401 is set aside.
+//! keys; a key the upstream rejects with 401 is set aside once a probe
+//! confirms it, and re-tested later (`recheck`).
 
 pub mod crypto;
+pub mod recheck;
 
 use crate::config::EnvSource;
 use crate::secret::Secret;
@@ -11,7 +13,7 @@ use crate::store::access_sql::ProviderKeyRow;
 use crypto::{MasterKey, Sealed, VaultError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,58 @@ struct LiveKey {
     id: String,
     plain: Secret,
     disabled: AtomicBool,
+    /// A probe of this key is under way.
+    checking: AtomicBool,
+    /// When this process set the key aside, the time (Unix ms) it is due to
+    /// be probed again; 0: not due (enabled, or disabled by an operator).
+    retest_at_ms: AtomicI64,
+}
+
+/// A claim on probing one stored key: at most one probe per key at a time,
+/// released on drop. Holds the key itself, so it stays valid (and its
+/// outcome harmless) if the key is deleted meanwhile.
+pub struct KeyCheck {
+    key: Arc<LiveKey>,
+    next_retest_ms: Arc<AtomicI64>,
+}
+
+impl KeyCheck {
+    pub fn id(&self) -> &str {
+        &self.key.id
+    }
+
+    pub fn key(&self) -> &Secret {
+        &self.key.plain
+    }
+
+    /// Sets the key aside until `retest_at_ms`; returns whether it was
+    /// enabled until now.
+    pub fn set_aside(&self, retest_at_ms: i64) -> bool {
+        self.postpone(retest_at_ms);
+        !self.key.disabled.swap(true, Ordering::Relaxed)
+    }
+
+    /// The key failed its re-test: try again at `retest_at_ms`.
+    pub fn postpone(&self, retest_at_ms: i64) {
+        self.key.retest_at_ms.store(retest_at_ms, Ordering::Relaxed);
+        let _ = self
+            .next_retest_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |cur| {
+                (cur == 0 || retest_at_ms < cur).then_some(retest_at_ms)
+            });
+    }
+
+    /// Uses the key again; returns whether it was disabled until now.
+    pub fn restore(&self) -> bool {
+        self.key.retest_at_ms.store(0, Ordering::Relaxed);
+        self.key.disabled.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for KeyCheck {
+    fn drop(&mut self) {
+        self.key.checking.store(false, Ordering::Release);
+    }
 }
 
 /// A key chosen for one upstream call.
@@ -97,6 +151,9 @@ pub struct Vault {
     master: RwLock<Option<Arc<MasterKey>>>,
     keys: RwLock<HashMap<String, Vec<Arc<LiveKey>>>>,
     next: AtomicUsize,
+    /// The earliest `retest_at_ms` of any key (0: none), so that requests
+    /// look for keys due a re-test only when one may be.
+    next_retest_ms: Arc<AtomicI64>,
 }
 
 impl Vault {
@@ -110,6 +167,7 @@ impl Vault {
             for row in rows {
                 let plain = open_row(m, row)?;
                 vault.insert(&row.provider, &row.id, plain, row.disabled_at_ms.is_some());
+                vault.retest_if_set_aside_by_upstream(row);
             }
         }
         *vault.master.write().unwrap_or_else(|e| e.into_inner()) = master.map(Arc::new);
@@ -135,6 +193,8 @@ impl Vault {
                 id: id.to_string(),
                 plain,
                 disabled: AtomicBool::new(disabled),
+                checking: AtomicBool::new(false),
+                retest_at_ms: AtomicI64::new(0),
             }));
     }
 
@@ -180,6 +240,7 @@ impl Vault {
                 .ok_or(LoadError::MissingMaster { count: rows.len() })?;
             let plain = open_row(&master, row)?;
             self.insert(&row.provider, &row.id, plain, row.disabled_at_ms.is_some());
+            self.retest_if_set_aside_by_upstream(row);
             added += 1;
         }
         for id in known.iter().filter(|id| !rows.iter().any(|r| &r.id == *id)) {
@@ -188,13 +249,74 @@ impl Vault {
         Ok(added)
     }
 
-    /// Sets a key aside; returns whether it was enabled until now.
-    pub fn disable(&self, id: &str) -> bool {
+    /// A stored key disabled because the upstream refused it (not by an
+    /// operator) is re-tested when its provider is next used.
+    fn retest_if_set_aside_by_upstream(&self, row: &ProviderKeyRow) {
+        let by_upstream = row
+            .disabled_reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("upstream answered 401"));
+        if row.disabled_at_ms.is_none() || !by_upstream {
+            return;
+        }
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        keys.values()
-            .flatten()
-            .find(|k| k.id == id)
-            .is_some_and(|k| !k.disabled.swap(true, Ordering::Relaxed))
+        if let Some(key) = keys.values().flatten().find(|k| k.id == row.id)
+            && let Some(check) = self.claim(key)
+        {
+            check.postpone(1);
+        }
+    }
+
+    fn claim(&self, key: &Arc<LiveKey>) -> Option<KeyCheck> {
+        (!key.checking.swap(true, Ordering::Acquire)).then(|| KeyCheck {
+            key: key.clone(),
+            next_retest_ms: self.next_retest_ms.clone(),
+        })
+    }
+
+    /// Claims the probe of key `id` (still enabled) after the upstream
+    /// refused it; `None` when it is unknown, already set aside, or being
+    /// probed.
+    pub fn claim_check(&self, id: &str) -> Option<KeyCheck> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let key = keys.values().flatten().find(|k| k.id == id)?;
+        if key.disabled.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.claim(key)
+    }
+
+    /// Claims the re-test of every key of `provider` set aside by this
+    /// process whose time has come. One atomic load when none is due.
+    pub fn due_for_retest(&self, provider: &str, now_ms: i64) -> Vec<KeyCheck> {
+        let next = self.next_retest_ms.load(Ordering::Relaxed);
+        if next == 0 || now_ms < next {
+            return Vec::new();
+        }
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let mut earliest = 0;
+        let mut due = Vec::new();
+        for (name, list) in keys.iter() {
+            for key in list {
+                let at = key.retest_at_ms.load(Ordering::Relaxed);
+                if at == 0 || !key.disabled.load(Ordering::Relaxed) {
+                    continue;
+                }
+                if name == provider
+                    && at <= now_ms
+                    && let Some(check) = self.claim(key)
+                {
+                    due.push(check);
+                    continue;
+                }
+                if earliest == 0 || at < earliest {
+                    earliest = at;
+                }
+            }
+        }
+        // Claimed keys are rescheduled (postponed or restored) by their check.
+        self.next_retest_ms.store(earliest, Ordering::Relaxed);
+        due
     }
 }
 
@@ -246,4 +368,70 @@ pub fn reseal_all(
         },
         count,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault() -> Vault {
+        let v = Vault::default();
+        v.insert("openai", "pk_a", Secret::new("sk-a".into()), false);
+        v.insert("openai", "pk_b", Secret::new("sk-b".into()), false);
+        v
+    }
+
+    #[test]
+    fn a_refused_key_is_probed_once_set_aside_and_retested_when_due() {
+        let v = vault();
+        let check = v.claim_check("pk_a").unwrap();
+        assert!(
+            v.claim_check("pk_a").is_none(),
+            "one probe per key at a time"
+        );
+        assert!(check.set_aside(1_000));
+        drop(check);
+        assert!(
+            v.claim_check("pk_a").is_none(),
+            "a set-aside key is not re-confirmed"
+        );
+        assert_eq!(v.pick("openai", &[]).unwrap().id, "pk_b");
+        assert_eq!(v.pick("openai", &[]).unwrap().id, "pk_b");
+
+        assert!(v.due_for_retest("openai", 999).is_empty(), "not due yet");
+        assert!(
+            v.due_for_retest("anthropic", 5_000).is_empty(),
+            "another provider's"
+        );
+        let due = v.due_for_retest("openai", 1_000);
+        assert_eq!(due.len(), 1);
+        assert!(v.due_for_retest("openai", 1_000).is_empty(), "claimed");
+        due[0].postpone(2_000);
+        drop(due);
+        assert!(v.due_for_retest("openai", 1_500).is_empty());
+        let due = v.due_for_retest("openai", 2_000);
+        assert!(due[0].restore());
+        drop(due);
+        assert!(v.due_for_retest("openai", i64::MAX).is_empty());
+        let picked: Vec<String> = (0..2).map(|_| v.pick("openai", &[]).unwrap().id).collect();
+        assert!(picked.contains(&"pk_a".to_string()), "{picked:?}");
+    }
+
+    #[test]
+    fn keys_the_upstream_refused_before_a_restart_are_retested_not_operator_disabled_ones() {
+        let master = MasterKey::generate();
+        let plain = Secret::new("sk-x".into());
+        let mut rows = Vec::new();
+        for reason in ["upstream answered 401", "disabled by an operator"] {
+            let mut row = new_row(&master, "openai", &plain).unwrap();
+            row.disabled_at_ms = Some(1);
+            row.disabled_reason = Some(reason.into());
+            rows.push(row);
+        }
+        let v = Vault::load(&rows, Some(master)).unwrap();
+        assert!(v.pick("openai", &[]).is_none());
+        let due = v.due_for_retest("openai", 2);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].id(), rows[0].id);
+    }
 }

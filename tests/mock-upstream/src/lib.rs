@@ -26,6 +26,23 @@
 //!   open N ms before ending it (a slow connection close after `[DONE]`).
 //! * `x-mock-redirect-to: URL`: answer `307 Temporary Redirect` to URL (a
 //!   moved or misconfigured endpoint), before checking credentials.
+//! * `x-mock-huge-event-bytes: N`: a stream carries, after its first event,
+//!   one content event whose text is N `x` characters, sent in pieces of
+//!   64 KiB (each piece counts as an event for the chunk delay and
+//!   `x-mock-break-after`). For oversized-event handling.
+//! * `x-mock-echo-key: 1`: answer with an error (the `x-mock-status`, else
+//!   401) whose message repeats the credential received, in full and in
+//!   the masked forms of [`masked_forms`] — as some upstreams echo keys.
+//! * `x-mock-error-padding: N`: an error message (from `x-mock-status` or
+//!   `x-mock-echo-key`) ends with N extra `.` characters (a large error
+//!   body).
+//! * `x-mock-account-headers: 1`: add the headers that name a provider
+//!   account (`openai-organization`, `openai-project`,
+//!   `anthropic-organization-id`) and the rate-limit and processing headers
+//!   of [`ACCOUNT_AND_INFO_HEADERS`] to the response.
+//!
+//! [`MockUpstream::stream_bytes_sent`] counts the stream bytes handed to
+//! connections, to tell how far the mock is in sending a stream.
 //!
 //! When [`MockConfig::expect_key`] is set, OpenAI routes require
 //! `authorization: Bearer KEY` and the Anthropic route requires
@@ -70,6 +87,36 @@ const MAX_WORDS: usize = 1_000_000;
 
 /// Upper bound for embedding `dimensions`.
 const MAX_DIMENSIONS: u64 = 65_536;
+
+/// Upper bound for `x-mock-huge-event-bytes`.
+const MAX_HUGE_EVENT: usize = 1 << 30;
+
+/// The pieces a huge event is sent in.
+const HUGE_PIECE: usize = 64 * 1024;
+
+/// The headers `x-mock-account-headers: 1` adds: the first three name the
+/// provider account, the rest are rate-limit and processing information.
+pub const ACCOUNT_AND_INFO_HEADERS: [(&str, &str); 7] = [
+    ("openai-organization", "org-mockaccount123"),
+    ("openai-project", "proj_mockproject456"),
+    ("anthropic-organization-id", "0b6d2f7e-mock-org-id"),
+    ("x-ratelimit-remaining-requests", "4999"),
+    ("anthropic-ratelimit-requests-remaining", "49"),
+    ("openai-processing-ms", "12"),
+    ("openai-version", "2020-10-01"),
+];
+
+/// How upstreams print a key they refuse: OpenAI's
+/// `sk-abc12*****…wxyz` (a prefix, stars, the last four) and a shorter
+/// `sk-ab...wxyz`.
+pub fn masked_forms(key: &str) -> [String; 2] {
+    let (head8, head5) = (&key[..key.len().min(8)], &key[..key.len().min(5)]);
+    let tail = &key[key.len().saturating_sub(4)..];
+    [
+        format!("{head8}{}{tail}", "*".repeat(39)),
+        format!("{head5}...{tail}"),
+    ]
+}
 
 /// Server configuration.
 #[derive(Clone, Debug)]
@@ -129,6 +176,7 @@ struct Shared {
     completed: AtomicUsize,
     cancelled: AtomicUsize,
     next_id: AtomicU64,
+    stream_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -185,6 +233,7 @@ impl MockUpstream {
             completed: AtomicUsize::new(0),
             cancelled: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
+            stream_bytes: AtomicU64::new(0),
         });
         let (tx, rx) = watch::channel(());
         let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
@@ -215,6 +264,11 @@ impl MockUpstream {
     /// Number of requests received (counted even when recording is off).
     pub fn request_count(&self) -> usize {
         self.shared.request_count.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of stream bodies handed to connections so far.
+    pub fn stream_bytes_sent(&self) -> u64 {
+        self.shared.stream_bytes.load(Ordering::SeqCst)
     }
 
     /// Streams whose every event was handed to the connection.
@@ -401,6 +455,9 @@ impl EventStream {
         } else if !self.delay.is_zero() {
             self.sleep = Some(Box::pin(tokio::time::sleep(self.delay)));
         }
+        self.shared
+            .stream_bytes
+            .fetch_add(event.len() as u64, Ordering::SeqCst);
         Poll::Ready(Some(Ok(Frame::data(event))))
     }
 
@@ -454,6 +511,10 @@ struct Controls {
     usage: UsageOverride,
     break_after: Option<usize>,
     hold_open: Option<Duration>,
+    huge_event: Option<usize>,
+    echo_key: bool,
+    account_headers: bool,
+    error_padding: usize,
 }
 
 #[derive(Default)]
@@ -523,7 +584,31 @@ impl Controls {
                 .unwrap_or_default(),
             break_after: header_num::<usize>(h, "x-mock-break-after"),
             hold_open: header_num::<u64>(h, "x-mock-hold-open-ms").map(Duration::from_millis),
+            huge_event: header_num::<usize>(h, "x-mock-huge-event-bytes")
+                .map(|n| n.min(MAX_HUGE_EVENT)),
+            echo_key: header_str(h, "x-mock-echo-key") == Some("1"),
+            account_headers: header_str(h, "x-mock-account-headers") == Some("1"),
+            error_padding: header_num::<usize>(h, "x-mock-error-padding")
+                .unwrap_or(0)
+                .min(MAX_BODY),
         }
+    }
+
+    /// The huge event's text, in pieces, between `head` and `tail`.
+    fn huge_event(&self, head: String, tail: &'static str) -> Vec<Bytes> {
+        let Some(n) = self.huge_event else {
+            return Vec::new();
+        };
+        let piece = Bytes::from(vec![b'x'; HUGE_PIECE]);
+        let mut out = vec![Bytes::from(head)];
+        let mut left = n;
+        while left > 0 {
+            let len = left.min(HUGE_PIECE);
+            out.push(piece.slice(..len));
+            left -= len;
+        }
+        out.push(Bytes::from_static(tail.as_bytes()));
+        out
     }
 
     /// The reply split into stream pieces: every word but the last keeps a
@@ -625,8 +710,24 @@ async fn handle(
         return Ok(err(StatusCode::UNAUTHORIZED, msg));
     }
 
+    if ctl.echo_key {
+        let got = header_str(&parts.headers, "x-api-key")
+            .or_else(|| {
+                header_str(&parts.headers, "authorization").and_then(|v| v.strip_prefix("Bearer "))
+            })
+            .unwrap_or("");
+        let [masked, short] = masked_forms(got);
+        let status = ctl.status.unwrap_or(StatusCode::UNAUTHORIZED);
+        let msg = format!(
+            "Incorrect API key provided: {masked}. You sent {got} (also shown as {short}).{}",
+            ".".repeat(ctl.error_padding)
+        );
+        return Ok(with_account_headers(err(status, &msg), &ctl));
+    }
+
     if let Some(status) = ctl.status {
-        return Ok(err(status, &mock_status_message(status)));
+        let msg = mock_status_message(status) + &".".repeat(ctl.error_padding);
+        return Ok(with_account_headers(err(status, &msg), &ctl));
     }
 
     let req = if let Route::Models = route {
@@ -665,7 +766,18 @@ async fn handle(
         Route::Embeddings => embeddings(id, &req, &ctl),
         Route::Messages => messages(&shared, id, &req, &ctl),
     };
-    Ok(resp.unwrap_or_else(|msg| err(StatusCode::BAD_REQUEST, &msg)))
+    let resp = resp.unwrap_or_else(|msg| err(StatusCode::BAD_REQUEST, &msg));
+    Ok(with_account_headers(resp, &ctl))
+}
+
+fn with_account_headers(mut resp: Response<MockBody>, ctl: &Controls) -> Response<MockBody> {
+    if ctl.account_headers {
+        for (name, value) in ACCOUNT_AND_INFO_HEADERS {
+            resp.headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+    }
+    resp
 }
 
 fn auth_failure(provider: Provider, h: &HeaderMap, key: &str) -> Option<&'static str> {
@@ -920,6 +1032,14 @@ fn chat(
     events.push(chunk(
         r#"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}"#,
     ));
+    events.extend(ctl.huge_event(
+        format!(r#"{prefix}{{"index":0,"delta":{{"content":""#),
+        if include_usage {
+            "\"},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"
+        } else {
+            "\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+        },
+    ));
     for p in &pieces {
         events.push(chunk(&format!(
             r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#,
@@ -1128,6 +1248,10 @@ fn messages(
     ));
     events.push(Bytes::from_static(
         b"event: ping\ndata: {\"type\":\"ping\"}\n\n",
+    ));
+    events.extend(ctl.huge_event(
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"".to_owned(),
+        "\"}}\n\n",
     ));
     for p in &pieces {
         events.push(Bytes::from(format!(

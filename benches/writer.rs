@@ -35,6 +35,7 @@ fn record(i: u64) -> Trace {
         cached_input_tokens: Some(1_024),
         cache_creation_input_tokens: None,
         reasoning_tokens: Some(64),
+        ..Usage::default()
     };
     t.request_bytes = 1_800;
     t.response_bytes = 2_600;

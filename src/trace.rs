@@ -90,6 +90,60 @@ pub struct Usage {
     pub cache_creation_input_tokens: Option<i64>,
     /// Reasoning tokens, already counted in `output_tokens`.
     pub reasoning_tokens: Option<i64>,
+    /// Of `cache_creation_input_tokens`: writes with a 1-hour TTL
+    /// (Anthropic `cache_creation.ephemeral_1h_input_tokens`); the rest of
+    /// the cache writes have the 5-minute TTL.
+    pub cache_write_1h_tokens: Option<i64>,
+    /// Audio tokens, already counted in `input_tokens` / `output_tokens`.
+    pub input_audio_tokens: Option<i64>,
+    pub output_audio_tokens: Option<i64>,
+    /// Image input tokens where reported separately, already counted in
+    /// `input_tokens`.
+    pub input_image_tokens: Option<i64>,
+    /// Server-side web search calls, billed per call on top of tokens.
+    pub web_search_calls: Option<i64>,
+    /// The service tier the provider reports it served the request on.
+    pub service_tier: Option<ServiceTier>,
+}
+
+/// A provider's service tier, as reported in the response (which may differ
+/// from the one requested). Prices differ per tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServiceTier {
+    /// OpenAI `default`, Anthropic `standard`.
+    Default,
+    Flex,
+    Priority,
+    Scale,
+    Batch,
+    /// A tier tollgate does not know: never priced as `Default`.
+    Other,
+}
+
+impl ServiceTier {
+    /// From a provider's reported name (`"auto"` is not a served tier).
+    pub fn parse(name: &str) -> Option<ServiceTier> {
+        Some(match name {
+            "default" | "standard" => ServiceTier::Default,
+            "flex" => ServiceTier::Flex,
+            "priority" => ServiceTier::Priority,
+            "scale" => ServiceTier::Scale,
+            "batch" => ServiceTier::Batch,
+            "" | "auto" => return None,
+            _ => ServiceTier::Other,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceTier::Default => "default",
+            ServiceTier::Flex => "flex",
+            ServiceTier::Priority => "priority",
+            ServiceTier::Scale => "scale",
+            ServiceTier::Batch => "batch",
+            ServiceTier::Other => "other",
+        }
+    }
 }
 
 impl Usage {

@@ -26,6 +26,7 @@ pub fn openai(usage: &Value) -> Usage {
         cached_input_tokens: int(usage, &["prompt_tokens_details", "cached_tokens"]),
         cache_creation_input_tokens: None,
         reasoning_tokens: int(usage, &["completion_tokens_details", "reasoning_tokens"]),
+        ..Usage::default()
     }
 }
 
@@ -41,6 +42,7 @@ pub fn anthropic(usage: &Value) -> Usage {
         cached_input_tokens: read,
         cache_creation_input_tokens: write,
         reasoning_tokens: None,
+        ..Usage::default()
     }
 }
 
@@ -55,6 +57,14 @@ pub fn merge(earlier: Usage, later: Usage) -> Usage {
             .cache_creation_input_tokens
             .or(earlier.cache_creation_input_tokens),
         reasoning_tokens: later.reasoning_tokens.or(earlier.reasoning_tokens),
+        cache_write_1h_tokens: later
+            .cache_write_1h_tokens
+            .or(earlier.cache_write_1h_tokens),
+        input_audio_tokens: later.input_audio_tokens.or(earlier.input_audio_tokens),
+        output_audio_tokens: later.output_audio_tokens.or(earlier.output_audio_tokens),
+        input_image_tokens: later.input_image_tokens.or(earlier.input_image_tokens),
+        web_search_calls: later.web_search_calls.or(earlier.web_search_calls),
+        service_tier: later.service_tier.or(earlier.service_tier),
     }
 }
 

@@ -19,21 +19,6 @@ async fn create_key(gw: &Gateway, body: Value) -> (String, String) {
     )
 }
 
-/// The value of one `/metrics` series.
-async fn metric(gw: &Gateway, name: &str) -> u64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 /// The three proxy routes with a minimal valid body each.
 fn routes() -> Vec<(&'static str, Value, bool)> {
     vec![

@@ -76,20 +76,6 @@ async fn read_response(sock: &mut TcpStream) -> String {
     }
 }
 
-async fn metric(gw: &Gateway, series: &str) -> u64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-}
-
 /// The cap is full of sockets that never send a request: a new client is
 /// still served at once (an idle one is shed), and a proxied chat too.
 async fn served_with_cap_full_of(greeting: &[u8]) {

@@ -275,3 +275,19 @@ pub async fn admin_call(
         serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The value of one `/metrics` series (unlabelled, or with its labels in
+/// `series`, e.g. `name{phase="idle"}`).
+pub async fn metric(gw: &Gateway, series: &str) -> u64 {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}

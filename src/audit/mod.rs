@@ -174,7 +174,7 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     pub fn new(path: PathBuf, every: u64, interval: Duration) -> Checkpointer {
-        crate::store::warn_if_readable_by_others(&path);
+        crate::private_files::warn_if_readable_by_others(&path);
         Checkpointer {
             path,
             every,

@@ -8,6 +8,7 @@
 
 mod body;
 pub mod error;
+mod key_recheck;
 mod models;
 mod request;
 mod upstream;
@@ -171,7 +172,7 @@ where
 /// The client's address, as the server put it on the request.
 fn peer_ip<B>(req: &Request<B>) -> std::net::IpAddr {
     req.extensions()
-        .get::<crate::server::PeerAddr>()
+        .get::<crate::request_facts::PeerAddr>()
         .map_or(crate::access::UNKNOWN_PEER, |p| p.0.ip())
 }
 

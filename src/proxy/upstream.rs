@@ -3,13 +3,13 @@
 //! upstream's response headers the client may see.
 
 use super::error::ProxyError;
+use super::key_recheck as recheck;
 use super::request::Prepared;
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
 use crate::secret::Secret;
 use crate::trace::Trace;
-use crate::vault::recheck;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use std::time::Instant;
 

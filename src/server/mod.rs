@@ -17,6 +17,7 @@ mod shed;
 use crate::app::AppState;
 use crate::config::ConnectionConfig;
 use crate::metrics::{ConnectionError, Metrics};
+pub use crate::request_facts::{CloseConnection, PeerAddr};
 use activity::{Activity, TrackedBody, Verdict, WatchedIo};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -30,25 +31,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-
-/// The client's address, put on every request as an extension (for
-/// per-address limits and logs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerAddr(pub std::net::SocketAddr);
-
-/// Closes the connection a request came on, put on every request as an
-/// extension. A response past its total deadline must end even when the
-/// client has stopped reading — hyper then no longer polls its body, so only
-/// dropping the connection ends it. (On HTTP/2 this ends the connection's
-/// other streams too.)
-#[derive(Clone, Debug, Default)]
-pub struct CloseConnection(Arc<tokio::sync::Notify>);
-
-impl CloseConnection {
-    pub fn close(&self) {
-        self.0.notify_one();
-    }
-}
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,7 +264,7 @@ where
             }
             _ = stopped.changed(), if closing.is_none() => Ending::Shutdown,
             // A response ran past its deadline; its trace is recorded.
-            () = closer.0.notified() => return Ending::Deadline,
+            () = closer.closed() => return Ending::Deadline,
         };
         graceful_shutdown(conn.as_mut());
         let now = activity.now_ms();

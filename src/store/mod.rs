@@ -16,7 +16,7 @@ mod rollup_sql;
 pub mod trace_sql;
 mod writer;
 
-pub use connection::{OpenMode, open, warn_if_readable_by_others};
+pub use connection::{OpenMode, open};
 pub use migrate::{MigrateError, SCHEMA_VERSION, migrate};
 pub use reader::ReadPool;
 pub use writer::{AdminEntry, Books, Slot, WriteOp, Writer, WriterHandle, WriterStats};

@@ -2,10 +2,10 @@
 //! master key that never touches it (`crypto`), and held decrypted only in
 //! memory while `serve` runs (`Vault`). Requests spread across a provider's
 //! keys; a key the upstream rejects with 401 is set aside once a probe
-//! confirms it, and re-tested later (`recheck`).
+//! confirms it, and re-tested later (`proxy/key_recheck.rs`, which sends
+//! the probes).
 
 pub mod crypto;
-pub mod recheck;
 
 use crate::config::EnvSource;
 use crate::secret::Secret;

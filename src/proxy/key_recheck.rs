@@ -7,13 +7,13 @@
 //! used again if the upstream accepts it. Both changes are audited with the
 //! reason. Probes run off the request path; at most one per key at a time.
 
-use super::KeyCheck;
 use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Provider;
 use crate::store::access_sql::Mutation;
 use crate::store::{AdminEntry, WriterHandle};
 use crate::trace::now_ms;
+use crate::vault::KeyCheck;
 use http::{HeaderValue, header};
 use std::sync::Arc;
 use std::time::Duration;

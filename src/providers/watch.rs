@@ -6,6 +6,11 @@
 //! (the client did not), the extra usage chunk and the `"usage":null` fields
 //! that request adds are removed, so the client sees the stream it asked for.
 //!
+//! OpenAI puts the served `service_tier` (and the `model`, which tells a
+//! search model) on every chunk, outside `usage`: they are found with a byte
+//! search in the chunks until seen once, and joined to the usage at the end
+//! ([`usage::with_openai_envelope`]).
+//!
 //! An event longer than the inspection cap is forwarded unchanged as it
 //! arrives but not read; the usage of such a stream is then unknown
 //! ([`Observed::usage_unreadable`]).
@@ -55,12 +60,14 @@ impl Watch {
                 protocol,
                 buf: BytesMut::new(),
                 truncated: false,
+                head_model: None,
             }),
             (true, Protocol::Openai) => Watch::OpenAiStream(OpenAiStream {
                 splitter: SseSplitter::new(max_event_bytes),
                 strip: strip_injected_usage,
                 events: Vec::new(),
                 seen: Observed::default(),
+                envelope: OpenAiEnvelope::default(),
             }),
             (true, Protocol::Anthropic) => Watch::AnthropicStream(AnthropicStream {
                 splitter: SseSplitter::new(max_event_bytes),
@@ -94,7 +101,13 @@ impl Watch {
                 if !rest.is_empty() && w.strip {
                     out.push(rest);
                 }
-                std::mem::take(&mut w.seen)
+                let mut seen = std::mem::take(&mut w.seen);
+                seen.usage = usage::with_openai_envelope(
+                    seen.usage,
+                    w.envelope.model.as_deref(),
+                    w.envelope.service_tier.as_deref(),
+                );
+                seen
             }
             Watch::AnthropicStream(w) => std::mem::take(&mut w.seen),
         }
@@ -118,12 +131,17 @@ pub struct JsonWatch {
     protocol: Protocol,
     buf: BytesMut,
     truncated: bool,
+    /// An OpenAI body's `model`, read before its head is dropped.
+    head_model: Option<String>,
 }
 
 impl JsonWatch {
     fn observe(&mut self, chunk: &[u8]) {
         self.buf.extend_from_slice(chunk);
         if self.buf.len() > FULL_PARSE_LIMIT {
+            if !self.truncated && self.protocol == Protocol::Openai {
+                self.head_model = string_field(&self.buf, b"\"model\":\"");
+            }
             let cut = self.buf.len() - TAIL_KEEP;
             let _ = self.buf.split_to(cut);
             self.truncated = true;
@@ -134,7 +152,11 @@ impl JsonWatch {
         let facts = if self.truncated {
             tail_usage(&self.buf).map(|u| BodyFacts {
                 usage: match self.protocol {
-                    Protocol::Openai => usage::openai(&u),
+                    Protocol::Openai => usage::with_openai_envelope(
+                        usage::openai(&u),
+                        self.head_model.as_deref(),
+                        string_field(&self.buf, b"\"service_tier\":\"").as_deref(),
+                    ),
                     Protocol::Anthropic => usage::anthropic(&u),
                 },
                 ..BodyFacts::default()
@@ -167,6 +189,15 @@ pub struct OpenAiStream {
     strip: bool,
     events: Vec<Piece>,
     seen: Observed,
+    envelope: OpenAiEnvelope,
+}
+
+/// What every OpenAI chunk repeats outside `usage`; read from the first
+/// chunk that has it, and looked for no more once found.
+#[derive(Default)]
+struct OpenAiEnvelope {
+    model: Option<String>,
+    service_tier: Option<String>,
 }
 
 impl OpenAiStream {
@@ -205,6 +236,12 @@ impl OpenAiStream {
         }
         if let Some(reason) = string_field(data, b"\"finish_reason\":\"") {
             self.seen.finish_reason = Some(reason);
+        }
+        if self.envelope.service_tier.is_none() {
+            self.envelope.service_tier = string_field(data, b"\"service_tier\":\"");
+        }
+        if self.envelope.model.is_none() {
+            self.envelope.model = string_field(data, b"\"model\":\"");
         }
         let has_usage = memmem::find(data, b"\"usage\":{").is_some()
             || memmem::find(data, b"\"usage\": {").is_some();
@@ -308,18 +345,7 @@ impl AnthropicStream {
                 }
                 "message_delta" => {
                     if let Some(u) = value.get("usage") {
-                        let later = usage::anthropic(u);
-                        // A delta without input_tokens must not turn the
-                        // cache counts into a total.
-                        let later = if later.input_tokens.is_none() {
-                            Usage {
-                                cached_input_tokens: None,
-                                cache_creation_input_tokens: None,
-                                ..later
-                            }
-                        } else {
-                            later
-                        };
+                        let later = usage::anthropic_delta(u);
                         self.seen.usage = usage::merge(self.seen.usage, later);
                     }
                     if let Some(r) = value.pointer("/delta/stop_reason").and_then(Value::as_str) {
@@ -348,6 +374,7 @@ fn type_of(data: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::ServiceTier;
 
     fn run(mut w: Watch, pieces: &[&str]) -> (String, Observed) {
         let mut out = Vec::new();
@@ -420,6 +447,123 @@ mod tests {
         assert!(seen.stream_complete);
     }
 
+    /// A search model's stream on the flex tier, as the API sends it: the
+    /// tier and model on every chunk, audio counts in the usage chunk.
+    const OPENAI_FLEX_SEARCH: &str = concat!(
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-search-preview-2025-03-11\",\"service_tier\":\"flex\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-search-preview-2025-03-11\",\"service_tier\":\"flex\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi \\\"service_tier\\\":\\\"scale\\\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-search-preview-2025-03-11\",\"service_tier\":\"flex\",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o-mini-search-preview-2025-03-11\",\"service_tier\":\"flex\",\"system_fingerprint\":null,\"choices\":[],\"usage\":{\"prompt_tokens\":50,\"completion_tokens\":20,\"total_tokens\":70,\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":30},\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":12}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn openai_stream_reads_tier_audio_and_search_call_from_chunks() {
+        for strip in [false, true] {
+            let (text, seen) = run(
+                Watch::new(Protocol::Openai, true, strip, 1 << 20),
+                &[&OPENAI_FLEX_SEARCH[..333], &OPENAI_FLEX_SEARCH[333..]],
+            );
+            if !strip {
+                assert_eq!(text, OPENAI_FLEX_SEARCH);
+            }
+            let u = seen.usage;
+            assert_eq!((u.input_tokens, u.output_tokens), (Some(50), Some(20)));
+            assert_eq!(u.input_audio_tokens, Some(30));
+            assert_eq!(u.output_audio_tokens, Some(12));
+            assert_eq!(u.service_tier, Some(ServiceTier::Flex));
+            assert_eq!(u.web_search_calls, Some(1));
+        }
+    }
+
+    #[test]
+    fn openai_stream_without_usage_records_no_tier() {
+        let stream: String = OPENAI_FLEX_SEARCH
+            .split_inclusive("\n\n")
+            .filter(|e| !e.contains("\"usage\":{"))
+            .collect();
+        let (_, seen) = run(
+            Watch::new(Protocol::Openai, true, false, 1 << 20),
+            &[&stream],
+        );
+        assert!(seen.usage.is_empty());
+        assert!(seen.stream_complete);
+    }
+
+    #[test]
+    fn openai_stream_default_tier_and_plain_model() {
+        let (_, seen) = run(
+            Watch::new(Protocol::Openai, true, false, 1 << 20),
+            &[&OPENAI_WITH_USAGE.replace(
+                "{\"id\":\"c\",",
+                "{\"id\":\"c\",\"model\":\"gpt-4o-mini\",\"service_tier\":\"default\",",
+            )],
+        );
+        assert_eq!(seen.usage.service_tier, Some(ServiceTier::Default));
+        assert_eq!(seen.usage.web_search_calls, None);
+        assert_eq!(seen.usage.input_audio_tokens, None);
+    }
+
+    /// A streamed message with 1-hour cache writes and a web search, in the
+    /// current API's shape: `message_start` has the cache-write breakdown
+    /// and the tier; `message_delta` restates the input side cumulatively
+    /// (without the breakdown) and adds the server tool count.
+    const ANTHROPIC_1H_SEARCH: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5-20250929\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":2679,\"cache_creation_input_tokens\":1500,\"cache_read_input_tokens\":200,\"cache_creation\":{\"ephemeral_5m_input_tokens\":500,\"ephemeral_1h_input_tokens\":1000},\"output_tokens\":3,\"service_tier\":\"standard\"}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_1\",\"name\":\"web_search\",\"input\":{}}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":10682,\"cache_creation_input_tokens\":1500,\"cache_read_input_tokens\":200,\"output_tokens\":510,\"server_tool_use\":{\"web_search_requests\":1}}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    #[test]
+    fn anthropic_stream_1h_writes_web_search_and_tier() {
+        let (_, seen) = run(
+            Watch::new(Protocol::Anthropic, true, false, 1 << 20),
+            &[&ANTHROPIC_1H_SEARCH[..100], &ANTHROPIC_1H_SEARCH[100..]],
+        );
+        let u = seen.usage;
+        assert_eq!(u.input_tokens, Some(10682 + 1500 + 200));
+        assert_eq!(u.cache_creation_input_tokens, Some(1500));
+        assert_eq!(u.cache_write_1h_tokens, Some(1000));
+        assert_eq!(u.cached_input_tokens, Some(200));
+        assert_eq!(u.output_tokens, Some(510));
+        assert_eq!(u.web_search_calls, Some(1));
+        assert_eq!(u.service_tier, Some(ServiceTier::Default));
+        assert!(seen.stream_complete);
+    }
+
+    #[test]
+    fn anthropic_stream_output_only_delta_keeps_the_start_counts() {
+        let stream = ANTHROPIC_1H_SEARCH.replace(
+            "\"usage\":{\"input_tokens\":10682,\"cache_creation_input_tokens\":1500,\"cache_read_input_tokens\":200,\"output_tokens\":510,",
+            "\"usage\":{\"output_tokens\":510,",
+        );
+        assert_ne!(stream, ANTHROPIC_1H_SEARCH);
+        let (_, seen) = run(
+            Watch::new(Protocol::Anthropic, true, false, 1 << 20),
+            &[&stream],
+        );
+        let u = seen.usage;
+        assert_eq!(u.input_tokens, Some(2679 + 1500 + 200));
+        assert_eq!(u.cache_creation_input_tokens, Some(1500));
+        assert_eq!(u.cache_write_1h_tokens, Some(1000));
+        assert_eq!(u.output_tokens, Some(510));
+        assert_eq!(u.web_search_calls, Some(1));
+    }
+
+    #[test]
+    fn non_stream_bodies_read_the_envelope() {
+        let body = r#"{"id":"c","object":"chat.completion","created":1,"model":"gpt-4o-search-preview","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"prompt_tokens_details":{"audio_tokens":1}},"service_tier":"priority"}"#;
+        let (_, seen) = run(
+            Watch::new(Protocol::Openai, false, false, 1 << 20),
+            &[&body[..40], &body[40..]],
+        );
+        assert_eq!(seen.usage.service_tier, Some(ServiceTier::Priority));
+        assert_eq!(seen.usage.web_search_calls, Some(1));
+        assert_eq!(seen.usage.input_audio_tokens, Some(1));
+    }
+
     #[test]
     fn an_oversized_event_is_forwarded_unchanged_and_marks_usage_unreadable() {
         let big = format!(
@@ -454,5 +598,22 @@ mod tests {
         );
         assert_eq!(text.len(), body.len());
         assert_eq!(seen.usage.input_tokens, Some(123));
+    }
+
+    #[test]
+    fn large_chat_body_keeps_its_model_and_tier() {
+        let mut body = String::from(
+            "{\"id\":\"c\",\"object\":\"chat.completion\",\"model\":\"gpt-4o-search-preview\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"",
+        );
+        body.push_str(&"x".repeat(FULL_PARSE_LIMIT + 1000));
+        body.push_str("\"},\"finish_reason\":\"length\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9},\"service_tier\":\"scale\"}");
+        let pieces: Vec<&str> = (0..body.len())
+            .step_by(1 << 20)
+            .map(|i| &body[i..(i + (1 << 20)).min(body.len())])
+            .collect();
+        let (_, seen) = run(Watch::new(Protocol::Openai, false, false, 1 << 20), &pieces);
+        assert_eq!(seen.usage.output_tokens, Some(9));
+        assert_eq!(seen.usage.service_tier, Some(ServiceTier::Scale));
+        assert_eq!(seen.usage.web_search_calls, Some(1));
     }
 }

@@ -19,7 +19,40 @@
 //!   [`MockConfig::chunk_delay`] / [`MockConfig::first_byte_delay`].
 //! * `x-mock-words: N`: the reply is `w1 w2 ... wN` (one stream event per word).
 //! * `x-mock-usage: prompt=12,completion=5,cached=3,reasoning=2,cache_write=4`:
-//!   override any subset of the reported token counts.
+//!   override any subset of the reported usage. Each key is emitted where
+//!   the real API puts it (keys a protocol has no place for are ignored):
+//!   * `prompt`, `completion`: `prompt_tokens`/`completion_tokens` (OpenAI,
+//!     totals that include the audio/image/cached/reasoning parts; by
+//!     default they grow by `audio_in` + `image` and `audio_out`);
+//!     Anthropic `input_tokens` (the uncached part) and `output_tokens`.
+//!   * `cached` (`cache_read`): OpenAI `prompt_tokens_details.cached_tokens`,
+//!     Anthropic `cache_read_input_tokens`. `reasoning`: OpenAI
+//!     `completion_tokens_details.reasoning_tokens`.
+//!   * `cache_write=N` (5-minute writes) and `cache_write_1h=N` (1-hour
+//!     writes), Anthropic: `cache_creation.ephemeral_5m_input_tokens` /
+//!     `ephemeral_1h_input_tokens`, and their sum as
+//!     `cache_creation_input_tokens`.
+//!   * `web_search=N`, Anthropic: `server_tool_use.web_search_requests`
+//!     (non-stream usage and `message_delta`). OpenAI chat completions
+//!     report no count (a `*-search-*` model searches once per request).
+//!   * `audio_in=N`, `audio_out=N`, `image=N`, OpenAI:
+//!     `prompt_tokens_details.audio_tokens`,
+//!     `completion_tokens_details.audio_tokens`,
+//!     `prompt_tokens_details.image_tokens` (emitted only when given: the
+//!     API does not document it on chat completions).
+//!   * `service_tier=NAME`: the tier the answer says it was served on —
+//!     OpenAI `service_tier` on the completion object and on every stream
+//!     chunk, Anthropic `usage.service_tier`. Without it OpenAI answers the
+//!     request's `service_tier` (`auto` or none → `default`) and Anthropic
+//!     answers `standard`; with it the served tier can differ from the
+//!     requested one.
+//!   * `delta_input=0`, Anthropic streams: `message_delta`'s usage carries
+//!     only `output_tokens` (and `server_tool_use`), as older API versions
+//!     sent it; by default it restates the input side cumulatively
+//!     (`input_tokens`, `cache_creation_input_tokens`,
+//!     `cache_read_input_tokens`), as the current API does. `message_start`
+//!     always has the input side, the `cache_creation` breakdown and the
+//!     tier.
 //! * `x-mock-break-after: N`: abort a stream's body with an error after N
 //!   events (the client sees a truncated body, not a clean end).
 //! * `x-mock-hold-open-ms: N`: after a stream's last event, keep the body
@@ -492,14 +525,43 @@ enum Route {
     Messages,
 }
 
-/// Token counts reported in usage objects.
-#[derive(Clone, Copy, Debug, Default)]
+/// What usage objects report.
+#[derive(Clone, Debug)]
 struct Usage {
     prompt: u64,
     completion: u64,
     cached: u64,
     reasoning: u64,
+    /// 5-minute cache writes (Anthropic).
     cache_write: u64,
+    cache_write_1h: u64,
+    web_search: Option<u64>,
+    audio_in: u64,
+    audio_out: u64,
+    image: Option<u64>,
+    /// The served tier; `None`: the protocol's default answer.
+    service_tier: Option<String>,
+    /// Anthropic `message_delta` restates the input side.
+    delta_input: bool,
+}
+
+impl Default for Usage {
+    fn default() -> Self {
+        Usage {
+            prompt: 0,
+            completion: 0,
+            cached: 0,
+            reasoning: 0,
+            cache_write: 0,
+            cache_write_1h: 0,
+            web_search: None,
+            audio_in: 0,
+            audio_out: 0,
+            image: None,
+            service_tier: None,
+            delta_input: true,
+        }
+    }
 }
 
 /// Per-request settings taken from `x-mock-*` headers.
@@ -524,6 +586,13 @@ struct UsageOverride {
     cached: Option<u64>,
     reasoning: Option<u64>,
     cache_write: Option<u64>,
+    cache_write_1h: Option<u64>,
+    web_search: Option<u64>,
+    audio_in: Option<u64>,
+    audio_out: Option<u64>,
+    image: Option<u64>,
+    service_tier: Option<String>,
+    delta_input: Option<bool>,
 }
 
 impl UsageOverride {
@@ -533,28 +602,53 @@ impl UsageOverride {
             let Some((k, v)) = part.split_once('=') else {
                 continue;
             };
-            let Ok(v) = v.trim().parse::<u64>() else {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "service_tier" {
+                o.service_tier = Some(v.to_owned());
+                continue;
+            }
+            let Ok(v) = v.parse::<u64>() else {
                 continue;
             };
-            match k.trim().to_ascii_lowercase().as_str() {
+            match k.as_str() {
                 "prompt" | "input" => o.prompt = Some(v),
                 "completion" | "output" => o.completion = Some(v),
                 "cached" | "cache_read" => o.cached = Some(v),
                 "reasoning" => o.reasoning = Some(v),
                 "cache_write" | "cache_creation" => o.cache_write = Some(v),
+                "cache_write_1h" => o.cache_write_1h = Some(v),
+                "web_search" => o.web_search = Some(v),
+                "audio_in" => o.audio_in = Some(v),
+                "audio_out" => o.audio_out = Some(v),
+                "image" => o.image = Some(v),
+                "delta_input" => o.delta_input = Some(v != 0),
                 _ => {}
             }
         }
         o
     }
 
-    fn apply(&self, mut u: Usage) -> Usage {
-        u.prompt = self.prompt.unwrap_or(u.prompt);
-        u.completion = self.completion.unwrap_or(u.completion);
-        u.cached = self.cached.unwrap_or(u.cached);
-        u.reasoning = self.reasoning.unwrap_or(u.reasoning);
-        u.cache_write = self.cache_write.unwrap_or(u.cache_write);
-        u
+    /// The reported usage, from the defaults of the answer (`prompt`,
+    /// `completion` before any audio or image parts).
+    fn apply(&self, prompt: u64, completion: u64) -> Usage {
+        let audio_in = self.audio_in.unwrap_or(0);
+        let audio_out = self.audio_out.unwrap_or(0);
+        Usage {
+            prompt: self
+                .prompt
+                .unwrap_or(prompt + audio_in + self.image.unwrap_or(0)),
+            completion: self.completion.unwrap_or(completion + audio_out),
+            cached: self.cached.unwrap_or(0),
+            reasoning: self.reasoning.unwrap_or(0),
+            cache_write: self.cache_write.unwrap_or(0),
+            cache_write_1h: self.cache_write_1h.unwrap_or(0),
+            web_search: self.web_search,
+            audio_in,
+            audio_out,
+            image: self.image,
+            service_tier: self.service_tier.clone(),
+            delta_input: self.delta_input.unwrap_or(true),
+        }
     }
 }
 
@@ -954,18 +1048,79 @@ fn message_count(req: &Value) -> u64 {
 }
 
 fn openai_usage(u: &Usage) -> Value {
+    let mut prompt_details = json!({"cached_tokens": u.cached, "audio_tokens": u.audio_in});
+    if let Some(image) = u.image {
+        prompt_details["image_tokens"] = image.into();
+    }
     json!({
         "prompt_tokens": u.prompt,
         "completion_tokens": u.completion,
         "total_tokens": u.prompt + u.completion,
-        "prompt_tokens_details": {"cached_tokens": u.cached, "audio_tokens": 0},
+        "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {
             "reasoning_tokens": u.reasoning,
-            "audio_tokens": 0,
+            "audio_tokens": u.audio_out,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
     })
+}
+
+/// The tier an OpenAI answer reports: the override, else the requested
+/// tier, where `auto` (and no request) is served as `default`.
+fn openai_served_tier(req: &Value, u: &Usage) -> String {
+    if let Some(t) = &u.service_tier {
+        return t.clone();
+    }
+    match req.get("service_tier").and_then(Value::as_str) {
+        None | Some("auto") => "default".to_owned(),
+        Some(t) => t.to_owned(),
+    }
+}
+
+/// Where an Anthropic usage object goes.
+#[derive(Clone, Copy, PartialEq)]
+enum UsageAt {
+    /// A whole message (non-stream).
+    Message,
+    /// `message_start`: the input side, the cache-write breakdown and the
+    /// tier; output so far is 1 token and no server tool has run yet.
+    Start,
+    /// `message_delta`: cumulative output and server tool counts, and the
+    /// input side unless `delta_input=0`.
+    Delta,
+}
+
+fn anthropic_usage(u: &Usage, at: UsageAt) -> Value {
+    let mut v = serde_json::Map::new();
+    if at != UsageAt::Delta || u.delta_input {
+        v.insert("input_tokens".into(), u.prompt.into());
+        v.insert(
+            "cache_creation_input_tokens".into(),
+            (u.cache_write + u.cache_write_1h).into(),
+        );
+        v.insert("cache_read_input_tokens".into(), u.cached.into());
+    }
+    if at != UsageAt::Delta {
+        v.insert(
+            "cache_creation".into(),
+            json!({"ephemeral_5m_input_tokens": u.cache_write, "ephemeral_1h_input_tokens": u.cache_write_1h}),
+        );
+    }
+    let output = if at == UsageAt::Start {
+        1
+    } else {
+        u.completion
+    };
+    v.insert("output_tokens".into(), output.into());
+    if let Some(n) = u.web_search.filter(|_| at != UsageAt::Start) {
+        v.insert("server_tool_use".into(), json!({"web_search_requests": n}));
+    }
+    if at != UsageAt::Delta {
+        let tier = u.service_tier.as_deref().unwrap_or("standard");
+        v.insert("service_tier".into(), tier.into());
+    }
+    Value::Object(v)
 }
 
 /// What a chat or message answer will say: the model, the reply's pieces
@@ -973,11 +1128,9 @@ fn openai_usage(u: &Usage) -> Value {
 fn reply_plan<'a>(req: &'a Value, ctl: &Controls) -> Result<(&'a str, Vec<String>, Usage), String> {
     let model = model_of(req)?;
     let pieces = ctl.reply_pieces();
-    let usage = ctl.usage.apply(Usage {
-        prompt: 10 + message_count(req),
-        completion: pieces.len() as u64,
-        ..Usage::default()
-    });
+    let usage = ctl
+        .usage
+        .apply(10 + message_count(req), pieces.len() as u64);
     Ok((model, pieces, usage))
 }
 
@@ -1007,7 +1160,7 @@ fn chat(
                 "finish_reason": "stop",
             }],
             "usage": openai_usage(&usage),
-            "service_tier": "default",
+            "service_tier": openai_served_tier(req, &usage),
             "system_fingerprint": "fp_mock",
         });
         return Ok(json_response(Provider::OpenAi, id, v));
@@ -1018,9 +1171,10 @@ fn chat(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let prefix = format!(
-        r#"data: {{"id":{},"object":"chat.completion.chunk","created":{CREATED},"model":{},"service_tier":"default","system_fingerprint":"fp_mock","choices":["#,
+        r#"data: {{"id":{},"object":"chat.completion.chunk","created":{CREATED},"model":{},"service_tier":{},"system_fingerprint":"fp_mock","choices":["#,
         json_str(&chat_id),
         json_str(model),
+        json_str(&openai_served_tier(req, &usage)),
     );
     let suffix = if include_usage {
         "],\"usage\":null}\n\n"
@@ -1205,13 +1359,7 @@ fn messages(
             "content": [{"type": "text", "text": pieces.concat()}],
             "stop_reason": "end_turn",
             "stop_sequence": null,
-            "usage": {
-                "input_tokens": usage.prompt,
-                "cache_creation_input_tokens": usage.cache_write,
-                "cache_read_input_tokens": usage.cached,
-                "output_tokens": usage.completion,
-                "service_tier": "standard",
-            },
+            "usage": anthropic_usage(&usage, UsageAt::Message),
         });
         return Ok(json_response(Provider::Anthropic, id, v));
     }
@@ -1233,12 +1381,7 @@ fn messages(
                 "content": [],
                 "stop_reason": null,
                 "stop_sequence": null,
-                "usage": {
-                    "input_tokens": usage.prompt,
-                    "cache_creation_input_tokens": usage.cache_write,
-                    "cache_read_input_tokens": usage.cached,
-                    "output_tokens": 1,
-                },
+                "usage": anthropic_usage(&usage, UsageAt::Start),
             },
         }),
     ));
@@ -1267,7 +1410,7 @@ fn messages(
         &json!({
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": usage.completion},
+            "usage": anthropic_usage(&usage, UsageAt::Delta),
         }),
     ));
     events.push(Bytes::from_static(

@@ -371,6 +371,7 @@ async fn anthropic_non_stream() {
     assert_eq!(
         v["usage"],
         json!({"input_tokens": 20, "cache_creation_input_tokens": 4, "cache_read_input_tokens": 3,
+               "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 0},
                "output_tokens": 7, "service_tier": "standard"})
     );
 }
@@ -416,7 +417,9 @@ async fn anthropic_stream_event_order() {
     assert_eq!(m["stop_reason"], Value::Null);
     assert_eq!(
         m["usage"],
-        json!({"input_tokens": 11, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 1})
+        json!({"input_tokens": 11, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+               "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+               "output_tokens": 1, "service_tier": "standard"})
     );
     assert_eq!(
         data[1]["content_block"],
@@ -433,7 +436,8 @@ async fn anthropic_stream_event_order() {
     assert_eq!(
         data[7],
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-               "usage": {"output_tokens": 3}})
+               "usage": {"input_tokens": 11, "cache_creation_input_tokens": 0,
+                         "cache_read_input_tokens": 0, "output_tokens": 3}})
     );
     assert_eq!(up.completed_streams(), 1);
 }
@@ -768,4 +772,155 @@ async fn binary_prints_address_and_serves() {
     assert_eq!(resp.status(), 200);
     child.start_kill().unwrap();
     let _ = child.wait().await;
+}
+
+#[tokio::test]
+async fn openai_audio_image_and_tier_controls() {
+    let up = MockUpstream::start().await;
+    let usage = "audio_in=30,audio_out=12,image=5,service_tier=flex";
+    let resp = post(
+        &up,
+        "/chat/completions",
+        &[("x-mock-usage", usage)],
+        chat_body(false, None),
+    )
+    .await;
+    let v: Value = json_of(resp).await;
+    // The default counts grow by the parts they include.
+    assert_eq!(
+        v["usage"],
+        json!({
+            "prompt_tokens": 12 + 30 + 5, "completion_tokens": 5 + 12, "total_tokens": 64,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 30, "image_tokens": 5},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 12,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        })
+    );
+    assert_eq!(v["service_tier"], "flex");
+
+    // Streamed: the tier on every chunk, the details in the usage chunk.
+    let resp = post(
+        &up,
+        "/chat/completions",
+        &[("x-mock-usage", usage), ("x-mock-words", "2")],
+        chat_body(true, Some(true)),
+    )
+    .await;
+    let body = resp.text().await.unwrap();
+    let events = sse(&body);
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|(_, d)| serde_json::from_str(d).unwrap())
+        .collect();
+    for c in &chunks {
+        assert_eq!(c["service_tier"], "flex", "{c}");
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["prompt_tokens_details"]["audio_tokens"], 30);
+    assert_eq!(last["usage"]["prompt_tokens_details"]["image_tokens"], 5);
+    assert_eq!(
+        last["usage"]["completion_tokens_details"]["audio_tokens"],
+        12
+    );
+    assert_eq!(last["usage"]["completion_tokens"], 2 + 12);
+}
+
+#[tokio::test]
+async fn openai_answers_the_served_tier() {
+    let up = MockUpstream::start().await;
+    let tier_of = |v: &Value| v["service_tier"].as_str().unwrap().to_owned();
+    for (requested, header, served) in [
+        (None, None, "default"),
+        (Some("auto"), None, "default"),
+        (Some("flex"), None, "flex"),
+        (Some("priority"), None, "priority"),
+        // Asked for priority, served on default.
+        (Some("priority"), Some("service_tier=default"), "default"),
+    ] {
+        for stream in [false, true] {
+            let mut body = chat_body(stream, Some(true).filter(|_| stream));
+            if let Some(t) = requested {
+                body["service_tier"] = t.into();
+            }
+            let headers: Vec<(&str, &str)> =
+                header.map(|h| ("x-mock-usage", h)).into_iter().collect();
+            let resp = post(&up, "/chat/completions", &headers, body).await;
+            let text = resp.text().await.unwrap();
+            let v: Value = if stream {
+                serde_json::from_str(&sse(&text)[0].1).unwrap()
+            } else {
+                serde_json::from_str(&text).unwrap()
+            };
+            assert_eq!(tier_of(&v), served, "{requested:?} {header:?} {stream}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn anthropic_cache_ttls_web_search_and_tier() {
+    let up = MockUpstream::start().await;
+    let usage = "prompt=20,cached=3,cache_write=4,cache_write_1h=6,web_search=2,service_tier=priority,completion=7";
+    let resp = post(
+        &up,
+        "/messages",
+        &[("x-mock-usage", usage)],
+        anthropic_body(false),
+    )
+    .await;
+    let v: Value = json_of(resp).await;
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 20, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 3,
+               "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 6},
+               "output_tokens": 7, "server_tool_use": {"web_search_requests": 2},
+               "service_tier": "priority"})
+    );
+
+    let resp = post(
+        &up,
+        "/messages",
+        &[("x-mock-usage", usage)],
+        anthropic_body(true),
+    )
+    .await;
+    let body = resp.text().await.unwrap();
+    let events = sse(&body);
+    let data = |name: &str| -> Value {
+        let (_, d) = events
+            .iter()
+            .find(|(e, _)| e.as_deref() == Some(name))
+            .unwrap();
+        serde_json::from_str(d).unwrap()
+    };
+    assert_eq!(
+        data("message_start")["message"]["usage"],
+        json!({"input_tokens": 20, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 3,
+               "cache_creation": {"ephemeral_5m_input_tokens": 4, "ephemeral_1h_input_tokens": 6},
+               "output_tokens": 1, "service_tier": "priority"})
+    );
+    assert_eq!(
+        data("message_delta")["usage"],
+        json!({"input_tokens": 20, "cache_creation_input_tokens": 10, "cache_read_input_tokens": 3,
+               "output_tokens": 7, "server_tool_use": {"web_search_requests": 2}})
+    );
+
+    // The older delta: output and server tools only.
+    let resp = post(
+        &up,
+        "/messages",
+        &[("x-mock-usage", &format!("{usage},delta_input=0"))],
+        anthropic_body(true),
+    )
+    .await;
+    let body = resp.text().await.unwrap();
+    let (_, d) = sse(&body)
+        .into_iter()
+        .find(|(e, _)| e.as_deref() == Some("message_delta"))
+        .unwrap();
+    let d: Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(
+        d["usage"],
+        json!({"output_tokens": 7, "server_tool_use": {"web_search_requests": 2}})
+    );
 }

@@ -120,8 +120,8 @@ fn row_by(
     columns: &[&str],
     id: &str,
 ) -> rusqlite::Result<Option<Row>> {
-    // The columns of record format v1, by name: a column added by a later
-    // migration does not change what old entries cover.
+    // The columns by name (record format v1, then the added ones); which of
+    // them a digest covers is decided in `audit::stored_digest`.
     let sql = format!(
         "SELECT {} FROM {table} WHERE {key} = ?1",
         columns.join(", ")
@@ -141,12 +141,18 @@ fn row_by(
 /// The `traces` and `costs` rows a request entry covers; `None` when either
 /// is missing.
 pub fn request_record(conn: &Connection, trace_id: &str) -> rusqlite::Result<Option<(Row, Row)>> {
-    let trace = row_by(conn, "traces", "id", &super::trace_sql::COLUMNS, trace_id)?;
+    let trace = row_by(
+        conn,
+        "traces",
+        "id",
+        &super::trace_sql::ALL_COLUMNS,
+        trace_id,
+    )?;
     let cost = row_by(
         conn,
         "costs",
         "trace_id",
-        &super::cost_sql::COLUMNS,
+        &super::cost_sql::ALL_COLUMNS,
         trace_id,
     )?;
     Ok(trace.zip(cost))

@@ -425,12 +425,7 @@ fn write_request(
     trace_sql::insert(conn, &trace_values)?;
     let cost_values = cost_sql::values(cost);
     cost_sql::insert(conn, &cost_values)?;
-    let digest = audit::request_digest(
-        &trace_sql::COLUMNS,
-        &trace_values,
-        &cost_sql::COLUMNS,
-        &cost_values,
-    );
+    let digest = audit::request_digest(&trace_values, &cost_values);
     let actor = trace.client_key_id.as_deref().unwrap_or("anonymous");
     let subject = format!("trace:{}", trace.id);
     audit_sql::append(

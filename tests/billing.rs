@@ -234,7 +234,8 @@ fn round_half_even(n: i128, d: i128) -> i128 {
 fn recompute_every_row(conn: &Connection) -> usize {
     type Counts = [Option<i64>; 9];
     type Rates = [Option<i64>; 9];
-    let all: Vec<(String, String, Option<i64>, Option<String>, Counts, Rates)> = conn
+    type Recorded = (String, String, Option<i64>, Option<String>, Counts, Rates);
+    let all: Vec<Recorded> = conn
         .prepare(
             "SELECT c.trace_id, c.status, c.cost_uc, c.unpriced,
                     t.input_tokens, t.output_tokens, t.cached_input_tokens,
@@ -425,13 +426,14 @@ async fn every_billed_component_is_priced_and_recomputable_from_its_row() {
     assert_priced(&p[10], "priced", Some(24_690), None);
 
     // The counts are on the traces rows.
-    let counts: (
+    type Five = (
         Option<i64>,
         Option<i64>,
         Option<i64>,
         Option<i64>,
         Option<i64>,
-    ) = row(
+    );
+    let counts: Five = row(
         &conn,
         "SELECT cache_write_1h_tokens, input_audio_tokens, output_audio_tokens,
                 input_image_tokens, web_search_calls FROM traces WHERE id = ?1",
@@ -513,15 +515,11 @@ const OLD_MIGRATIONS: [&str; 3] = [
     include_str!("../migrations/0003_access.sql"),
 ];
 
+type OldRow = Vec<(&'static str, rusqlite::types::Value)>;
+
 /// The `traces` and `costs` columns of record format v1 and one request's
 /// values, as the writer stored and digested them before migration 0004.
-fn old_request(
-    id: &str,
-    input: i64,
-) -> (
-    Vec<(&'static str, rusqlite::types::Value)>,
-    Vec<(&'static str, rusqlite::types::Value)>,
-) {
+fn old_request(id: &str, input: i64) -> (OldRow, OldRow) {
     use rusqlite::types::Value::{Integer, Null, Text};
     let traces = vec![
         ("id", Text(id.into())),

@@ -567,7 +567,8 @@ mod tests {
 
     #[test]
     fn embeddings_have_no_output() {
-        let (price, _) = PriceTable::builtin()
+        let table = PriceTable::builtin();
+        let (price, _) = table
             .get("openai", "text-embedding-3-small")
             .expect("embedding model in builtin table");
         assert_eq!(price.output, 0);

@@ -610,6 +610,13 @@ async fn a_ledger_from_before_migration_0004_keeps_verifying_and_new_columns_are
             conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "user_version", 3).unwrap();
+        // A price override set through the admin API before 0004.
+        conn.execute(
+            "INSERT INTO price_overrides (provider, model, input, output, cached_input, cache_write, updated_at_ms)
+             VALUES ('openai', 'gpt-old', '1', '2', '0.5', NULL, 0)",
+            [],
+        )
+        .unwrap();
         let mut head = None;
         for (i, id) in old_ids.iter().enumerate() {
             let (traces, costs) = old_request(id, 1_000 + i as i64);
@@ -673,6 +680,16 @@ async fn a_ledger_from_before_migration_0004_keeps_verifying_and_new_columns_are
         [&new_id],
     );
     assert_eq!(cost, Some(240_000 + 37_500 + 60_000 + 15_000 + 1_000_000));
+
+    // The old override reads back as the spec it was.
+    let stored = tollgate::store::access_sql::price_overrides(&conn).unwrap();
+    assert_eq!(
+        stored["openai/gpt-old"],
+        PriceSpec {
+            cached_input: Some("0.5".into()),
+            ..PriceSpec::flat("1", "2")
+        }
+    );
     drop(conn);
 
     let (ok, out) = tollgate(&["audit", "verify"], &db);

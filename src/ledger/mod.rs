@@ -110,7 +110,13 @@ pub fn assess(trace: &Trace, table: &PriceTable) -> CostRecord {
         unpriced: None,
     };
     let u = &trace.usage;
-    if u.is_empty() {
+    // A served tier without counts (an OpenAI stream cut after its first
+    // chunk names its tier) is no usage: it must not price as 0 tokens.
+    let counted = crate::trace::Usage {
+        service_tier: None,
+        ..*u
+    };
+    if counted.is_empty() {
         let answered_ok = trace
             .upstream_status
             .is_some_and(|s| (200..300).contains(&s));
@@ -234,6 +240,8 @@ mod tests {
             (CostStatus::UnknownPrice, None)
         );
         let mut broken = trace("openai", "gpt-4o-mini", Usage::default());
+        assert_eq!(assess(&broken, &table).status, CostStatus::UnknownUsage);
+        broken.usage.service_tier = Some(ServiceTier::Default);
         assert_eq!(assess(&broken, &table).status, CostStatus::UnknownUsage);
         broken.upstream_status = Some(429);
         assert_eq!(assess(&broken, &table).cost_uc, Some(0));

@@ -366,8 +366,14 @@ impl WriterLoop {
                 WriteOp::Trace(trace) => {
                     let cost = crate::ledger::assess(trace, &prices);
                     if cost.status == CostStatus::UnknownPrice {
-                        done.unknown_price
-                            .push((cost.provider.clone(), cost.model.clone()));
+                        // Priced model, unpriced service tier: say which tier is missing.
+                        let model = match (cost.unpriced.is_some(), cost.service_tier) {
+                            (true, Some(tier)) => {
+                                format!("{} service_tiers.{}", cost.model, tier.as_str())
+                            }
+                            _ => cost.model.clone(),
+                        };
+                        done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
                     self.rollup.add(trace, &cost);

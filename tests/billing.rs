@@ -642,6 +642,26 @@ async fn a_ledger_from_before_migration_0004_keeps_verifying_and_new_columns_are
             );
         }
     }
+    // Today's binary reads it as it is, before any migration.
+    let (ok, out) = tollgate(&["audit", "verify"], &db);
+    assert!(ok && out.contains("ok: 2 entries checked"), "{out}");
+    let (ok, out) = tollgate(
+        &[
+            "report",
+            "costs",
+            "--format",
+            "json",
+            "--since",
+            "2026-01-01",
+            "--until",
+            "2026-01-01",
+        ],
+        &db,
+    );
+    assert!(ok, "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["total"]["partial_cost_requests"], 0, "{out}");
+
     // The writer migrates it to the current schema and adds a request that
     // uses the new columns.
     let new = trace(

@@ -131,6 +131,7 @@ pub fn verify_database(
     anchors: Vec<Anchor>,
 ) -> Result<Verified, VerifyError> {
     let key_id = audit_sql::key_id(conn)?;
+    let columns = audit_sql::record_columns(conn)?;
     let mut verifier = Verifier::new(key, key_id, anchors).map_err(VerifyError::Failed)?;
     let mut covered: HashSet<String> = HashSet::new();
     let mut failure: Option<Failure> = None;
@@ -146,7 +147,7 @@ pub fn verify_database(
             if !covered.insert(trace_id.to_string()) {
                 return RecordCheck::Mismatch;
             }
-            match audit_sql::request_record(conn, trace_id) {
+            match audit_sql::request_record(conn, &columns, trace_id) {
                 Ok(Some((t, c))) if &stored_digest(&t, &c) == digest => RecordCheck::Match,
                 Ok(Some(_)) => RecordCheck::Mismatch,
                 Ok(None) => RecordCheck::Missing,

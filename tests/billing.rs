@@ -99,8 +99,9 @@ fn trace(provider: &str, model: &str, usage: Usage) -> Trace {
     t
 }
 
-/// Commits `traces` through the writer, one request each, into `db`.
-async fn write(db: &Path, traces: Vec<Trace>) {
+/// Commits `traces` through the writer into `db`; returns how many the
+/// writer counted as partially priced.
+async fn write(db: &Path, traces: Vec<Trace>) -> u64 {
     let mut config = Config::defaults();
     config.store.path = db.to_path_buf();
     let mut conn = store::open(&config.store, OpenMode::ReadWrite).unwrap();
@@ -125,8 +126,13 @@ async fn write(db: &Path, traces: Vec<Trace>) {
             .send(WriteOp::Trace(Box::new(t)));
     }
     handle.flush().await.unwrap();
+    let partial = handle
+        .stats()
+        .partial_cost_requests
+        .load(std::sync::atomic::Ordering::Relaxed);
     drop(handle);
     writer.join();
+    partial
 }
 
 fn tollgate(args: &[&str], db: &Path) -> (bool, String) {
@@ -378,7 +384,7 @@ async fn every_billed_component_is_priced_and_recomputable_from_its_row() {
         ),
     ];
     let ids: Vec<String> = traces.iter().map(|t| t.id.clone()).collect();
-    write(&db, traces).await;
+    assert_eq!(write(&db, traces).await, 1);
 
     let conn = store::open(
         &tollgate::config::StoreConfig {
@@ -675,7 +681,7 @@ async fn a_ledger_from_before_migration_0004_keeps_verifying_and_new_columns_are
         },
     );
     let new_id = new.id.clone();
-    write(&db, vec![new]).await;
+    assert_eq!(write(&db, vec![new]).await, 0);
     let conn = Connection::open(&db).unwrap();
     let version: i64 = common::value(&conn, "PRAGMA user_version", []);
     assert_eq!(version, tollgate::store::SCHEMA_VERSION);

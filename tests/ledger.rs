@@ -415,6 +415,18 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
     )
     .await;
     gw.wait_traces(5).await;
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_partial_cost_requests_total 0"),
+        "{metrics}"
+    );
     gw.stop().await;
 
     let db = gw.db();

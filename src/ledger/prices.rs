@@ -1046,6 +1046,15 @@ mod tests {
             if provider == "anthropic" {
                 assert!(p.cache_write.is_some(), "{name}");
             }
+            // A 1-hour write costs more than a 5-minute one; a long
+            // context costs more, never less.
+            if let Some(hour) = p.cache_write_1h {
+                assert!(hour >= p.cache_write.unwrap_or(p.input), "{name}");
+            }
+            for tier in &p.tiers {
+                assert!(tier.rates.input.unwrap_or(p.input) >= p.input, "{name}");
+                assert!(tier.rates.output.unwrap_or(p.output) >= p.output, "{name}");
+            }
         }
     }
 

@@ -61,13 +61,15 @@ fn bench_cost_and_audit(c: &mut Criterion) {
         output: 300,
         cached_input: 1920,
         cache_write: 0,
+        ..Tokens::default()
     };
     c.bench_function("cost/lookup_and_compute", |b| {
         b.iter(|| {
             let (price, _) = table
                 .get(black_box("openai"), black_box("gpt-4o-mini"))
                 .unwrap();
-            black_box(cost_uc(&price, black_box(&tokens)).unwrap())
+            let rates = price.rates_for(tokens.input, None).unwrap().rates;
+            black_box(cost_uc(&rates, black_box(&tokens)).unwrap())
         })
     });
 
@@ -81,8 +83,7 @@ fn bench_cost_and_audit(c: &mut Criterion) {
     let key = ChainKey::Keyed([9; 32]);
     c.bench_function("audit/record_digest_and_chain_hash", |b| {
         b.iter(|| {
-            let digest =
-                tollgate::audit::request_digest(&trace_sql::COLUMNS, &tv, &cost_sql::COLUMNS, &cv);
+            let digest = tollgate::audit::request_digest(&tv, &cv);
             let entry = Entry {
                 seq: 123_456,
                 ts_ms: 1_763_856_000_000,

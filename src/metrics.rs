@@ -111,7 +111,7 @@ pub fn render(state: &AppState) -> Response<Body> {
     let w = state.writer.stats();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
-    let series: [(&str, &str, &str, u64); 14] = [
+    let series: [(&str, &str, &str, u64); 15] = [
         (
             "tollgate_connections_accepted_total",
             "counter",
@@ -175,8 +175,14 @@ pub fn render(state: &AppState) -> Response<Body> {
         (
             "tollgate_unknown_price_requests_total",
             "counter",
-            "Requests recorded with an unknown cost because their model has no price.",
+            "Requests recorded with an unknown cost because their model (or the service tier served) has no price.",
             get(&w.unknown_price_requests),
+        ),
+        (
+            "tollgate_partial_cost_requests_total",
+            "counter",
+            "Requests recorded with a partial cost: a billed component (1-hour cache writes, audio, web search) had no price.",
+            get(&w.partial_cost_requests),
         ),
         (
             "tollgate_auth_failures_total",

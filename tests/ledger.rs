@@ -303,3 +303,190 @@ async fn report_totals_equal_the_records_while_serving_and_on_a_copy() {
     let dollars = tollgate::ledger::money::format_usd(sum);
     assert!(table.contains(&dollars), "{dollars} not in\n{table}");
 }
+
+/// Config prices in the full spec format: a long-context tier and 1-hour
+/// cache-write rates, and a service-tier table that must not be used when
+/// the upstream serves the default tier.
+const TIERED: &str = r#"
+[prices."anthropic/claude-long"]
+input = "3"
+output = "15"
+cached_input = "0.30"
+cache_write = "3.75"
+cache_write_1h = "6"
+[[prices."anthropic/claude-long".tiers]]
+above_input_tokens = 1000
+input = "6"
+output = "22.50"
+cached_input = "0.60"
+cache_write = "7.50"
+
+[prices."openai/gpt-tiered"]
+input = "1.25"
+output = "10"
+[prices."openai/gpt-tiered".service_tiers.priority]
+input = "2.50"
+output = "20"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
+    let mut gw = Gateway::start_with(MockConfig::default(), TIERED).await;
+    let anthropic = "/v1/messages";
+    let usage_below = "prompt=500,cached=300,cache_write=100,completion=20";
+    let usage_above = "prompt=600,cached=300,cache_write=200,completion=20";
+    // 900 input tokens, at or below 1000: base rates,
+    // 500 × 300 + 300 × 30 + 100 × 375 + 20 × 1,500 µ¢.
+    let below = post(
+        &gw,
+        anthropic,
+        usage_below,
+        message("anthropic/claude-long", false),
+    )
+    .await;
+    // 1,100 input tokens: every token at the tier's rates,
+    // 600 × 600 + 300 × 60 + 200 × 750 + 20 × 2,250 µ¢; streamed the same.
+    let above = post(
+        &gw,
+        anthropic,
+        usage_above,
+        message("anthropic/claude-long", false),
+    )
+    .await;
+    let above_streamed = post(
+        &gw,
+        anthropic,
+        usage_above,
+        message("anthropic/claude-long", true),
+    )
+    .await;
+    // Priority asked for, default served (the mock reports `default`):
+    // priced at the base rates, 1,000 × 125 + 100 × 1,000 µ¢.
+    let mut asked_priority = chat("openai/gpt-tiered", false);
+    asked_priority["service_tier"] = json!("priority");
+    let served_default = post(
+        &gw,
+        "/v1/chat/completions",
+        "prompt=1000,completion=100",
+        asked_priority,
+    )
+    .await;
+
+    // The admin API takes the full spec too, and keeps it across restarts
+    // (the database stores the whole spec).
+    let spec = json!({
+        "input": "1", "output": "2",
+        "tiers": [{"above_input_tokens": 100, "input": "4"}],
+        "service_tiers": {"flex": {"input": "0.5"}}
+    });
+    let (status, body) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/prices/anthropic/claude-admin",
+        Some(spec.clone()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut echoed = spec.clone();
+    echoed["cached_input"] = Value::Null;
+    echoed["cache_write"] = Value::Null;
+    assert_eq!(body["price"], echoed);
+    let (status, body) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/prices/anthropic/claude-admin",
+        Some(json!({"input": "1", "output": "2", "service_tiers": {"turbo": {}}})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("service_tiers.\"turbo\": unknown service tier"),
+        "{body}"
+    );
+    // 101 input tokens > 100: 101 × 400 + 1 × 200 µ¢.
+    let admin_priced = post(
+        &gw,
+        anthropic,
+        "prompt=101,completion=1",
+        message("anthropic/claude-admin", false),
+    )
+    .await;
+    gw.wait_traces(5).await;
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tollgate_partial_cost_requests_total 0"),
+        "{metrics}"
+    );
+    gw.stop().await;
+
+    let db = gw.db();
+    let cost = |id: &str| -> (
+        String,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    ) {
+        row(
+            &db,
+            "SELECT status, cost_uc, price_input, price_cache_write_1h, price_tier
+             FROM costs WHERE trace_id = ?1",
+            [id],
+        )
+    };
+    assert_eq!(
+        cost(&below),
+        (
+            "priced".into(),
+            Some(226_500),
+            Some(300_000_000),
+            Some(600_000_000),
+            None
+        )
+    );
+    let tiered = (
+        "priced".into(),
+        Some(573_000),
+        Some(600_000_000),
+        // The tier omits the 1-hour rate: the base entry's applies.
+        Some(600_000_000),
+        Some("above_1000".into()),
+    );
+    assert_eq!(cost(&above), tiered);
+    assert_eq!(cost(&above_streamed), tiered);
+    assert_eq!(
+        cost(&served_default),
+        (
+            "priced".into(),
+            Some(225_000),
+            Some(125_000_000),
+            None,
+            None
+        )
+    );
+    assert_eq!(
+        cost(&admin_priced),
+        (
+            "priced".into(),
+            Some(40_600),
+            Some(400_000_000),
+            None,
+            Some("above_100".into())
+        )
+    );
+    let stored = tollgate::store::access_sql::price_overrides(&db).unwrap();
+    assert_eq!(
+        serde_json::to_value(&stored["anthropic/claude-admin"]).unwrap(),
+        echoed
+    );
+}

@@ -11,6 +11,7 @@ pub mod verify;
 
 use crate::config::EnvSource;
 use crate::store::audit_sql::{self, Row};
+use crate::store::{cost_sql, trace_sql};
 use checkpoint::Anchor;
 use encoding::{ChainKey, FieldValue, record_digest};
 use rusqlite::types::{Value, ValueRef};
@@ -46,12 +47,33 @@ pub fn load_key(key_file: Option<&Path>, env: &dyn EnvSource) -> Result<ChainKey
         .ok_or(KeyError::Format(from))
 }
 
-fn fields<'a>(names: &[&'a str], values: &[ValueRef<'a>]) -> Vec<(&'a str, FieldValue<'a>)> {
-    names
-        .iter()
-        .copied()
-        .zip(values.iter().map(|v| field_ref(*v)))
+/// The columns a request digest covers (docs/AUDIT.md, "Record digests"):
+/// the first `always` columns (record format v1) whatever their value, and
+/// each later column (added by a migration) only when it is not NULL — so a
+/// row written before the column existed keeps its digest, and a value set
+/// later, changed or removed changes it.
+fn covered<'a>(
+    row: impl Iterator<Item = (&'a str, FieldValue<'a>)>,
+    always: usize,
+) -> Vec<(&'a str, FieldValue<'a>)> {
+    row.enumerate()
+        .filter(|(i, (_, v))| *i < always || *v != FieldValue::Null)
+        .map(|(_, f)| f)
         .collect()
+}
+
+fn fields<'a>(
+    names: &[&'a str],
+    values: &[ValueRef<'a>],
+    always: usize,
+) -> Vec<(&'a str, FieldValue<'a>)> {
+    covered(
+        names
+            .iter()
+            .copied()
+            .zip(values.iter().map(|v| field_ref(*v))),
+        always,
+    )
 }
 
 fn field_ref(v: ValueRef<'_>) -> FieldValue<'_> {
@@ -75,23 +97,22 @@ fn field(v: &Value) -> FieldValue<'_> {
     }
 }
 
-/// The digest of a request's record, from the values about to be stored.
-pub fn request_digest(
-    trace_columns: &[&str],
-    trace: &[ValueRef<'_>],
-    cost_columns: &[&str],
-    cost: &[ValueRef<'_>],
-) -> [u8; 32] {
-    let t = fields(trace_columns, trace);
-    let c = fields(cost_columns, cost);
+/// The digest of a request's record, from the values about to be stored
+/// (`trace_sql::values` and `cost_sql::values`: every column, in order).
+pub fn request_digest(trace: &[ValueRef<'_>], cost: &[ValueRef<'_>]) -> [u8; 32] {
+    let t = fields(&trace_sql::ALL_COLUMNS, trace, trace_sql::COLUMNS.len());
+    let c = fields(&cost_sql::ALL_COLUMNS, cost, cost_sql::COLUMNS.len());
     record_digest(&[("traces", &t), ("costs", &c)])
 }
 
-/// The digest of a request's record, from the rows as read back.
+/// The digest of a request's record, from the rows as read back
+/// (`audit_sql::request_record`: every column, in order).
 fn stored_digest(trace: &Row, cost: &Row) -> [u8; 32] {
-    let t: Vec<(&str, FieldValue<'_>)> =
-        trace.iter().map(|(n, v)| (n.as_str(), field(v))).collect();
-    let c: Vec<(&str, FieldValue<'_>)> = cost.iter().map(|(n, v)| (n.as_str(), field(v))).collect();
+    fn row(r: &Row) -> impl Iterator<Item = (&str, FieldValue<'_>)> {
+        r.iter().map(|(n, v)| (n.as_str(), field(v)))
+    }
+    let t = covered(row(trace), trace_sql::COLUMNS.len());
+    let c = covered(row(cost), cost_sql::COLUMNS.len());
     record_digest(&[("traces", &t), ("costs", &c)])
 }
 
@@ -110,6 +131,7 @@ pub fn verify_database(
     anchors: Vec<Anchor>,
 ) -> Result<Verified, VerifyError> {
     let key_id = audit_sql::key_id(conn)?;
+    let columns = audit_sql::record_columns(conn)?;
     let mut verifier = Verifier::new(key, key_id, anchors).map_err(VerifyError::Failed)?;
     let mut covered: HashSet<String> = HashSet::new();
     let mut failure: Option<Failure> = None;
@@ -125,7 +147,7 @@ pub fn verify_database(
             if !covered.insert(trace_id.to_string()) {
                 return RecordCheck::Mismatch;
             }
-            match audit_sql::request_record(conn, trace_id) {
+            match audit_sql::request_record(conn, &columns, trace_id) {
                 Ok(Some((t, c))) if &stored_digest(&t, &c) == digest => RecordCheck::Match,
                 Ok(Some(_)) => RecordCheck::Mismatch,
                 Ok(None) => RecordCheck::Missing,

@@ -11,20 +11,180 @@ use std::fmt;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::trace::ServiceTier;
+
 const BUILTIN_PRICES: &str = include_str!("builtin_prices.toml");
 
 /// Decimal places of USD that fit in a micro-cent.
 const USD_DECIMALS: usize = 8;
 
-/// Price of one million tokens, in micro-cents.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The rates one request is priced at, in micro-cents: token rates per
+/// million tokens, `web_search_per_1k` per thousand calls.
+///
+/// `cached_input`, `cache_write` and `input_image` fall back to `input` when
+/// `None`; the other optional rates have no fallback: tokens of a kind with no
+/// rate are left unpriced (and named), never priced at some other rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rates {
+    pub input: i64,
+    pub output: i64,
+    pub cached_input: Option<i64>,
+    /// 5-minute cache writes.
+    pub cache_write: Option<i64>,
+    pub cache_write_1h: Option<i64>,
+    pub input_audio: Option<i64>,
+    pub output_audio: Option<i64>,
+    pub input_image: Option<i64>,
+    pub web_search_per_1k: Option<i64>,
+}
+
+/// Rates a long-context or service tier sets; each `None` keeps the base
+/// entry's rate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateOverrides {
+    pub input: Option<i64>,
+    pub output: Option<i64>,
+    pub cached_input: Option<i64>,
+    pub cache_write: Option<i64>,
+    pub cache_write_1h: Option<i64>,
+    pub input_audio: Option<i64>,
+    pub output_audio: Option<i64>,
+    pub input_image: Option<i64>,
+    pub web_search_per_1k: Option<i64>,
+}
+
+impl RateOverrides {
+    /// `base` with every rate this sets replaced.
+    pub fn over(&self, base: Rates) -> Rates {
+        Rates {
+            input: self.input.unwrap_or(base.input),
+            output: self.output.unwrap_or(base.output),
+            cached_input: self.cached_input.or(base.cached_input),
+            cache_write: self.cache_write.or(base.cache_write),
+            cache_write_1h: self.cache_write_1h.or(base.cache_write_1h),
+            input_audio: self.input_audio.or(base.input_audio),
+            output_audio: self.output_audio.or(base.output_audio),
+            input_image: self.input_image.or(base.input_image),
+            web_search_per_1k: self.web_search_per_1k.or(base.web_search_per_1k),
+        }
+    }
+}
+
+/// Rates for requests whose input tokens (cached included) exceed
+/// `above_input_tokens`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LongContextTier {
+    pub above_input_tokens: i64,
+    pub rates: RateOverrides,
+}
+
+/// The price of one model: base rates, long-context tiers (ascending by
+/// threshold) and per-service-tier rates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Price {
     pub input: i64,
     pub output: i64,
     /// Cache reads; `None` bills them at the input price.
     pub cached_input: Option<i64>,
-    /// Cache writes; `None` bills them at the input price.
+    /// 5-minute cache writes; `None` bills them at the input price.
     pub cache_write: Option<i64>,
+    pub cache_write_1h: Option<i64>,
+    pub input_audio: Option<i64>,
+    pub output_audio: Option<i64>,
+    /// `None` bills image tokens at the input price.
+    pub input_image: Option<i64>,
+    /// Per 1,000 web search calls.
+    pub web_search_per_1k: Option<i64>,
+    pub tiers: Vec<LongContextTier>,
+    pub service_tiers: Vec<(ServiceTier, RateOverrides)>,
+}
+
+/// Which rates apply to one request, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub rates: Rates,
+    /// The long-context tier's threshold, when one applied.
+    pub above_input_tokens: Option<i64>,
+}
+
+/// Why no rates apply to a request: the provider served it on a service
+/// tier the table has no prices for (or on one with a long-context tier,
+/// a combination the table cannot express).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnpricedServiceTier(pub ServiceTier);
+
+impl Price {
+    /// A price with only the base input and output rates.
+    pub fn flat(input: i64, output: i64) -> Price {
+        Price {
+            input,
+            output,
+            ..Price::default()
+        }
+    }
+
+    /// This price with its base rates replaced by `rates`.
+    pub fn with_base(self, rates: Rates) -> Price {
+        Price {
+            input: rates.input,
+            output: rates.output,
+            cached_input: rates.cached_input,
+            cache_write: rates.cache_write,
+            cache_write_1h: rates.cache_write_1h,
+            input_audio: rates.input_audio,
+            output_audio: rates.output_audio,
+            input_image: rates.input_image,
+            web_search_per_1k: rates.web_search_per_1k,
+            ..self
+        }
+    }
+
+    pub fn base(&self) -> Rates {
+        Rates {
+            input: self.input,
+            output: self.output,
+            cached_input: self.cached_input,
+            cache_write: self.cache_write,
+            cache_write_1h: self.cache_write_1h,
+            input_audio: self.input_audio,
+            output_audio: self.output_audio,
+            input_image: self.input_image,
+            web_search_per_1k: self.web_search_per_1k,
+        }
+    }
+
+    /// The rates for a request of `input_tokens` (all of them, cached
+    /// included) served on `service_tier` (`None`: not reported, priced as
+    /// the default tier).
+    ///
+    /// A reported non-default tier needs its own table; it is never priced
+    /// as the default. The table's long-context rates are the default tier's,
+    /// so a non-default tier above a long-context threshold is unpriced too.
+    pub fn rates_for(
+        &self,
+        input_tokens: i64,
+        service_tier: Option<ServiceTier>,
+    ) -> Result<Applied, UnpricedServiceTier> {
+        let tier = self
+            .tiers
+            .iter()
+            .rev()
+            .find(|t| input_tokens > t.above_input_tokens);
+        let base = match service_tier {
+            None | Some(ServiceTier::Default) => self.base(),
+            Some(name) => {
+                let found = self.service_tiers.iter().find(|(n, _)| *n == name);
+                match found {
+                    Some((_, rates)) if tier.is_none() => rates.over(self.base()),
+                    _ => return Err(UnpricedServiceTier(name)),
+                }
+            }
+        };
+        Ok(Applied {
+            rates: tier.map_or(base, |t| t.rates.over(base)),
+            above_input_tokens: tier.map(|t| t.above_input_tokens),
+        })
+    }
 }
 
 /// Where a table entry came from, shown when listing prices.
@@ -97,6 +257,34 @@ pub enum PriceError {
     Duplicate { provider: String, model: String },
     #[error("price table: {0}")]
     Syntax(String),
+    #[error("tiers[{index}]: {error}")]
+    Tier {
+        index: usize,
+        error: Box<PriceError>,
+    },
+    #[error("above_input_tokens is required")]
+    MissingThreshold,
+    #[error("above_input_tokens must not be negative (got {0})")]
+    NegativeThreshold(i64),
+    #[error(
+        "tiers[{index}].above_input_tokens: {above} must be above the previous tier's {previous} (tiers ascend, no duplicates)"
+    )]
+    TierOrder {
+        index: usize,
+        above: i64,
+        previous: i64,
+    },
+    #[error("service_tiers.{name}: {error}")]
+    ServiceTier {
+        name: String,
+        error: Box<PriceError>,
+    },
+    #[error(
+        "service_tiers.{name:?}: unknown service tier (expected flex, priority, scale or batch)"
+    )]
+    UnknownServiceTier { name: String },
+    #[error("above_input_tokens belongs in a long-context tier ([[…tiers]]), not a service tier")]
+    ThresholdInServiceTier,
 }
 
 /// Parses an exact decimal string of USD per million tokens into micro-cents
@@ -153,8 +341,10 @@ fn parse_decimal(s: &str) -> Result<i64, Malformed> {
         .ok_or(Malformed::Overflow)
 }
 
-/// A price as written in config: decimal strings of USD per 1M tokens.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+/// A price as written in config, the built-in table and the database:
+/// decimal strings of USD per 1M tokens (web search: per 1,000 calls).
+/// The format is described in `config.toml`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceSpec {
     pub input: String,
@@ -163,30 +353,151 @@ pub struct PriceSpec {
     pub cached_input: Option<String>,
     #[serde(default)]
     pub cache_write: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_audio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_audio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_per_1k: Option<String>,
+    /// Long-context tiers, ascending by `above_input_tokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers: Vec<RateSpec>,
+    /// Rates by service tier name (`flex`, `priority`, `scale`, `batch`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_tiers: BTreeMap<String, RateSpec>,
+}
+
+/// A long-context tier (`above_input_tokens` required) or a service tier
+/// (`above_input_tokens` not allowed): rates that replace the base entry's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above_input_tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_audio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_audio: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search_per_1k: Option<String>,
+}
+
+fn rate(field: &'static str, value: &str) -> Result<i64, PriceError> {
+    parse_decimal(value).map_err(|reason| PriceError::Field {
+        field,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+fn optional(field: &'static str, value: &Option<String>) -> Result<Option<i64>, PriceError> {
+    value.as_deref().map(|v| rate(field, v)).transpose()
+}
+
+/// The service tiers a price table can name (`default` is the base entry).
+fn service_tier_named(name: &str) -> Option<ServiceTier> {
+    match name {
+        "flex" => Some(ServiceTier::Flex),
+        "priority" => Some(ServiceTier::Priority),
+        "scale" => Some(ServiceTier::Scale),
+        "batch" => Some(ServiceTier::Batch),
+        _ => None,
+    }
+}
+
+impl RateSpec {
+    fn parse(&self) -> Result<RateOverrides, PriceError> {
+        Ok(RateOverrides {
+            input: optional("input", &self.input)?,
+            output: optional("output", &self.output)?,
+            cached_input: optional("cached_input", &self.cached_input)?,
+            cache_write: optional("cache_write", &self.cache_write)?,
+            cache_write_1h: optional("cache_write_1h", &self.cache_write_1h)?,
+            input_audio: optional("input_audio", &self.input_audio)?,
+            output_audio: optional("output_audio", &self.output_audio)?,
+            input_image: optional("input_image", &self.input_image)?,
+            web_search_per_1k: optional("web_search_per_1k", &self.web_search_per_1k)?,
+        })
+    }
 }
 
 impl PriceSpec {
+    /// A spec with only input and output rates.
+    pub fn flat(input: &str, output: &str) -> PriceSpec {
+        PriceSpec {
+            input: input.into(),
+            output: output.into(),
+            ..PriceSpec::default()
+        }
+    }
+
     pub fn parse(&self) -> Result<Price, PriceError> {
-        let field = |field: &'static str, value: &str| {
-            parse_decimal(value).map_err(|reason| PriceError::Field {
-                field,
-                value: value.to_owned(),
-                reason,
-            })
-        };
+        let mut tiers: Vec<LongContextTier> = Vec::with_capacity(self.tiers.len());
+        for (index, spec) in self.tiers.iter().enumerate() {
+            let in_tier = |error| PriceError::Tier {
+                index,
+                error: Box::new(error),
+            };
+            let above = match spec.above_input_tokens {
+                None => return Err(in_tier(PriceError::MissingThreshold)),
+                Some(n) if n < 0 => return Err(in_tier(PriceError::NegativeThreshold(n))),
+                Some(n) => n,
+            };
+            if let Some(previous) = tiers.last().map(|t| t.above_input_tokens)
+                && above <= previous
+            {
+                return Err(PriceError::TierOrder {
+                    index,
+                    above,
+                    previous,
+                });
+            }
+            tiers.push(LongContextTier {
+                above_input_tokens: above,
+                rates: spec.parse().map_err(in_tier)?,
+            });
+        }
+        let mut service_tiers = Vec::with_capacity(self.service_tiers.len());
+        for (name, spec) in &self.service_tiers {
+            let in_tier = |error| PriceError::ServiceTier {
+                name: name.clone(),
+                error: Box::new(error),
+            };
+            let tier = service_tier_named(name)
+                .ok_or_else(|| PriceError::UnknownServiceTier { name: name.clone() })?;
+            if spec.above_input_tokens.is_some() {
+                return Err(in_tier(PriceError::ThresholdInServiceTier));
+            }
+            service_tiers.push((tier, spec.parse().map_err(in_tier)?));
+        }
         Ok(Price {
-            input: field("input", &self.input)?,
-            output: field("output", &self.output)?,
-            cached_input: self
-                .cached_input
-                .as_deref()
-                .map(|v| field("cached_input", v))
-                .transpose()?,
-            cache_write: self
-                .cache_write
-                .as_deref()
-                .map(|v| field("cache_write", v))
-                .transpose()?,
+            input: rate("input", &self.input)?,
+            output: rate("output", &self.output)?,
+            cached_input: optional("cached_input", &self.cached_input)?,
+            cache_write: optional("cache_write", &self.cache_write)?,
+            cache_write_1h: optional("cache_write_1h", &self.cache_write_1h)?,
+            input_audio: optional("input_audio", &self.input_audio)?,
+            output_audio: optional("output_audio", &self.output_audio)?,
+            input_image: optional("input_image", &self.input_image)?,
+            web_search_per_1k: optional("web_search_per_1k", &self.web_search_per_1k)?,
+            tiers,
+            service_tiers,
         })
     }
 }
@@ -194,20 +505,27 @@ impl PriceSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PriceFile {
-    price: Vec<PriceFileEntry>,
+    price: Vec<toml::Table>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PriceFileEntry {
-    provider: String,
-    model: String,
-    input: String,
-    output: String,
-    #[serde(default)]
-    cached_input: Option<String>,
-    #[serde(default)]
-    cache_write: Option<String>,
+/// A `[[price]]` entry: its provider and model, the rest a [`PriceSpec`].
+fn file_entry(mut entry: toml::Table) -> Result<(String, String, PriceSpec), PriceError> {
+    let mut name = |key: &str| match entry.remove(key) {
+        Some(toml::Value::String(s)) => Ok(s),
+        _ => Err(PriceError::Syntax(format!(
+            "every [[price]] needs {key} = \"…\""
+        ))),
+    };
+    let provider = name("provider")?;
+    let model = name("model")?;
+    let spec = toml::Value::Table(entry)
+        .try_into::<PriceSpec>()
+        .map_err(|e| PriceError::Entry {
+            provider: provider.clone(),
+            model: model.clone(),
+            error: Box::new(PriceError::Syntax(e.to_string())),
+        })?;
+    Ok((provider, model, spec))
 }
 
 #[derive(Clone, Debug, Default)]
@@ -248,24 +566,16 @@ impl PriceTable {
     fn from_toml(src: &str) -> Result<PriceTable, PriceError> {
         let file: PriceFile = toml::from_str(src).map_err(|e| PriceError::Syntax(e.to_string()))?;
         let mut table = PriceTable::default();
-        for e in file.price {
-            let spec = PriceSpec {
-                input: e.input,
-                output: e.output,
-                cached_input: e.cached_input,
-                cache_write: e.cache_write,
-            };
+        for entry in file.price {
+            let (provider, model, spec) = file_entry(entry)?;
             let price = spec.parse().map_err(|error| PriceError::Entry {
-                provider: e.provider.clone(),
-                model: e.model.clone(),
+                provider: provider.clone(),
+                model: model.clone(),
                 error: Box::new(error),
             })?;
-            let provider = table.providers.entry(e.provider.clone()).or_default();
-            if !provider.set(&e.model, price, PriceSource::Builtin) {
-                return Err(PriceError::Duplicate {
-                    provider: e.provider,
-                    model: e.model,
-                });
+            let prices = table.providers.entry(provider.clone()).or_default();
+            if !prices.set(&model, price, PriceSource::Builtin) {
+                return Err(PriceError::Duplicate { provider, model });
             }
         }
         Ok(table)
@@ -302,7 +612,7 @@ impl PriceTable {
         models
             .get(model)
             .or_else(|| models.get(strip_snapshot_date(model)?))
-            .copied()
+            .cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -319,8 +629,8 @@ impl PriceTable {
             .providers
             .iter()
             .flat_map(|(provider, prices)| {
-                prices.by_model.iter().map(|(model, &(price, source))| {
-                    (provider.clone(), model.clone(), price, source)
+                prices.by_model.iter().map(|(model, (price, source))| {
+                    (provider.clone(), model.clone(), price.clone(), *source)
                 })
             })
             .collect();
@@ -369,12 +679,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn spec(input: &str, output: &str) -> PriceSpec {
-        PriceSpec {
-            input: input.into(),
-            output: output.into(),
-            cached_input: None,
-            cache_write: None,
-        }
+        PriceSpec::flat(input, output)
     }
 
     #[test]
@@ -463,6 +768,7 @@ mod tests {
                 output: 1_500_000_000,
                 cached_input: Some(30_000_000),
                 cache_write: Some(375_000_000),
+                ..Price::default()
             })
         );
         let bad = PriceSpec {
@@ -480,6 +786,221 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("invalid cache_write price \"x\"")
+        );
+    }
+
+    /// The example of the price-spec format, as a config override.
+    const FULL_SPEC: &str = r#"
+        [prices."anthropic/claude-sonnet-4-5"]
+        input = "3"
+        output = "15"
+        cached_input = "0.30"
+        cache_write = "3.75"
+        cache_write_1h = "6"
+        input_audio = "40"
+        output_audio = "80"
+        input_image = "2.5"
+        web_search_per_1k = "10"
+        [[prices."anthropic/claude-sonnet-4-5".tiers]]
+        above_input_tokens = 200000
+        input = "6"
+        output = "22.50"
+        cached_input = "0.60"
+        cache_write = "7.50"
+        cache_write_1h = "12"
+        [prices."anthropic/claude-sonnet-4-5".service_tiers.flex]
+        input = "0.625"
+        output = "5"
+        cached_input = "0.0625"
+    "#;
+
+    #[derive(Deserialize)]
+    struct Overrides {
+        prices: BTreeMap<String, PriceSpec>,
+    }
+
+    fn overrides(src: &str) -> BTreeMap<String, PriceSpec> {
+        toml::from_str::<Overrides>(src).expect("toml").prices
+    }
+
+    fn full_price() -> Price {
+        Price {
+            input: 300_000_000,
+            output: 1_500_000_000,
+            cached_input: Some(30_000_000),
+            cache_write: Some(375_000_000),
+            cache_write_1h: Some(600_000_000),
+            input_audio: Some(4_000_000_000),
+            output_audio: Some(8_000_000_000),
+            input_image: Some(250_000_000),
+            web_search_per_1k: Some(1_000_000_000),
+            tiers: vec![LongContextTier {
+                above_input_tokens: 200_000,
+                rates: RateOverrides {
+                    input: Some(600_000_000),
+                    output: Some(2_250_000_000),
+                    cached_input: Some(60_000_000),
+                    cache_write: Some(750_000_000),
+                    cache_write_1h: Some(1_200_000_000),
+                    ..RateOverrides::default()
+                },
+            }],
+            service_tiers: vec![(
+                ServiceTier::Flex,
+                RateOverrides {
+                    input: Some(62_500_000),
+                    output: Some(500_000_000),
+                    cached_input: Some(6_250_000),
+                    ..RateOverrides::default()
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn parses_the_full_spec_from_config() {
+        let table = PriceTable::default()
+            .with_overrides(&overrides(FULL_SPEC))
+            .expect("full spec");
+        let (price, source) = table.get("anthropic", "claude-sonnet-4-5").unwrap();
+        assert_eq!(source, PriceSource::Config);
+        assert_eq!(price, full_price());
+    }
+
+    #[test]
+    fn parses_the_full_spec_from_the_builtin_format() {
+        let src = r#"
+            [[price]]
+            provider = "anthropic"
+            model = "claude-sonnet-4-5"
+            input = "3"
+            output = "15"
+            cached_input = "0.30"
+            cache_write = "3.75"
+            cache_write_1h = "6"
+            input_audio = "40"
+            output_audio = "80"
+            input_image = "2.5"
+            web_search_per_1k = "10"
+            [[price.tiers]]
+            above_input_tokens = 200000
+            input = "6"
+            output = "22.50"
+            cached_input = "0.60"
+            cache_write = "7.50"
+            cache_write_1h = "12"
+            [price.service_tiers.flex]
+            input = "0.625"
+            output = "5"
+            cached_input = "0.0625"
+        "#;
+        let table = PriceTable::from_toml(src).expect("table");
+        let (price, source) = table.get("anthropic", "claude-sonnet-4-5").unwrap();
+        assert_eq!(source, PriceSource::Builtin);
+        assert_eq!(price, full_price());
+        let typo = src.replace("web_search_per_1k", "web_search");
+        let err = PriceTable::from_toml(&typo).unwrap_err().to_string();
+        assert!(
+            err.contains("anthropic/claude-sonnet-4-5") && err.contains("web_search"),
+            "{err}"
+        );
+        let unnamed = "[[price]]\nmodel = \"m\"\ninput = \"1\"\noutput = \"1\"\n";
+        assert!(matches!(
+            PriceTable::from_toml(unnamed),
+            Err(PriceError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn spec_errors_name_the_key() {
+        let cases = [
+            (
+                "[[prices.\"a/b\".tiers]]\ninput = \"1\"",
+                "tiers[0]: above_input_tokens is required",
+            ),
+            (
+                "[[prices.\"a/b\".tiers]]\nabove_input_tokens = -1",
+                "tiers[0]: above_input_tokens must not be negative",
+            ),
+            (
+                "[[prices.\"a/b\".tiers]]\nabove_input_tokens = 10\ninput = \"x\"",
+                "tiers[0]: invalid input price \"x\"",
+            ),
+            (
+                "[[prices.\"a/b\".tiers]]\nabove_input_tokens = 10\n[[prices.\"a/b\".tiers]]\nabove_input_tokens = 10",
+                "tiers[1].above_input_tokens: 10 must be above the previous tier's 10",
+            ),
+            (
+                "[[prices.\"a/b\".tiers]]\nabove_input_tokens = 20\n[[prices.\"a/b\".tiers]]\nabove_input_tokens = 10",
+                "tiers[1].above_input_tokens: 10 must be above the previous tier's 20",
+            ),
+            (
+                "[prices.\"a/b\".service_tiers.turbo]\ninput = \"1\"",
+                "service_tiers.\"turbo\": unknown service tier",
+            ),
+            (
+                "[prices.\"a/b\".service_tiers.default]\ninput = \"1\"",
+                "service_tiers.\"default\": unknown service tier",
+            ),
+            (
+                "[prices.\"a/b\".service_tiers.flex]\noutput = \"-1\"",
+                "service_tiers.flex: invalid output price \"-1\"",
+            ),
+            (
+                "[prices.\"a/b\".service_tiers.priority]\nabove_input_tokens = 5",
+                "service_tiers.priority: above_input_tokens belongs in a long-context tier",
+            ),
+        ];
+        for (extra, want) in cases {
+            let src = format!("[prices.\"a/b\"]\ninput = \"1\"\noutput = \"2\"\n{extra}\n");
+            let err = PriceTable::default()
+                .with_overrides(&overrides(&src))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("prices.\"a/b\": {want}")),
+                "{err}\n  wanted: {want}"
+            );
+        }
+        for field in [
+            "cache_write_1h",
+            "input_audio",
+            "output_audio",
+            "input_image",
+            "web_search_per_1k",
+        ] {
+            let src =
+                format!("[prices.\"a/b\"]\ninput = \"1\"\noutput = \"2\"\n{field} = \"1e3\"\n");
+            let err = PriceTable::default()
+                .with_overrides(&overrides(&src))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("invalid {field} price \"1e3\"")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn spec_json_round_trips_and_old_specs_keep_their_shape() {
+        // The admin API and audit details serialise specs: a spec with only
+        // the original rates keeps the JSON it had before the new fields.
+        let old = PriceSpec {
+            cached_input: Some("0.5".into()),
+            ..spec("1", "2")
+        };
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"input":"1","output":"2","cached_input":"0.5","cache_write":null}"#
+        );
+        let full = overrides(FULL_SPEC)
+            .remove("anthropic/claude-sonnet-4-5")
+            .unwrap();
+        let json = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<PriceSpec>(&json).unwrap(), full);
+        assert!(
+            serde_json::from_str::<PriceSpec>(r#"{"input":"1","output":"2","nope":"1"}"#).is_err()
         );
     }
 
@@ -524,6 +1045,15 @@ mod tests {
             assert!(p.cached_input.unwrap_or(0) <= p.input, "{name}");
             if provider == "anthropic" {
                 assert!(p.cache_write.is_some(), "{name}");
+            }
+            // A 1-hour write costs more than a 5-minute one; a long
+            // context costs more, never less.
+            if let Some(hour) = p.cache_write_1h {
+                assert!(hour >= p.cache_write.unwrap_or(p.input), "{name}");
+            }
+            for tier in &p.tiers {
+                assert!(tier.rates.input.unwrap_or(p.input) >= p.input, "{name}");
+                assert!(tier.rates.output.unwrap_or(p.output) >= p.output, "{name}");
             }
         }
     }

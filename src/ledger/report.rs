@@ -58,6 +58,9 @@ pub fn total(rows: &[ReportRow]) -> Option<ReportRow> {
         t.unknown_cost_requests = t
             .unknown_cost_requests
             .checked_add(r.unknown_cost_requests)?;
+        t.partial_cost_requests = t
+            .partial_cost_requests
+            .checked_add(r.partial_cost_requests)?;
     }
     Some(t)
 }
@@ -113,6 +116,7 @@ fn table(rows: &[ReportRow], total: &ReportRow) -> String {
         "REASONING",
         "COST",
         "UNKNOWN COST",
+        "PARTIAL COST",
     ];
     let cells = |r: &ReportRow| {
         vec![
@@ -125,6 +129,7 @@ fn table(rows: &[ReportRow], total: &ReportRow) -> String {
             thousands(r.reasoning_tokens),
             format_usd(r.cost_uc),
             thousands(r.unknown_cost_requests),
+            thousands(r.partial_cost_requests),
         ]
     };
     let mut lines: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -165,12 +170,24 @@ fn table(rows: &[ReportRow], total: &ReportRow) -> String {
             total.unknown_cost_requests
         );
     }
+    if total.partial_cost_requests > 0 {
+        let _ = writeln!(
+            out,
+            "{}{} request(s) have a partial cost (a component with no price, e.g. 1-hour cache writes or web search calls); COST counts only their priced part.",
+            if total.unknown_cost_requests > 0 {
+                ""
+            } else {
+                "\n"
+            },
+            total.partial_cost_requests
+        );
+    }
     out
 }
 
 fn csv(rows: &[ReportRow], total: &ReportRow) -> String {
     let mut out = String::from(
-        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cache_creation_input_tokens,reasoning_tokens,cost_uc,cost_usd,unknown_cost_requests\n",
+        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cache_creation_input_tokens,reasoning_tokens,cost_uc,cost_usd,unknown_cost_requests,partial_cost_requests\n",
     );
     for r in rows.iter().chain(std::iter::once(total)) {
         let group = if r.group.contains([',', '"', '\n']) {
@@ -180,7 +197,7 @@ fn csv(rows: &[ReportRow], total: &ReportRow) -> String {
         };
         let _ = writeln!(
             out,
-            "{group},{},{},{},{},{},{},{},{},{},{}",
+            "{group},{},{},{},{},{},{},{},{},{},{},{}",
             r.requests,
             r.errors,
             r.input_tokens,
@@ -190,7 +207,8 @@ fn csv(rows: &[ReportRow], total: &ReportRow) -> String {
             r.reasoning_tokens,
             r.cost_uc,
             format_usd_exact(r.cost_uc),
-            r.unknown_cost_requests
+            r.unknown_cost_requests,
+            r.partial_cost_requests
         );
     }
     out

@@ -159,12 +159,13 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
         }
         Mutation::SetPrice { provider, model, spec, at_ms } => conn
             .execute(
-                "INSERT INTO price_overrides (provider, model, input, output, cached_input, cache_write, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                "INSERT INTO price_overrides (provider, model, input, output, cached_input, cache_write, updated_at_ms, spec_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (provider, model) DO UPDATE SET input = excluded.input, output = excluded.output,
                      cached_input = excluded.cached_input, cache_write = excluded.cache_write,
-                     updated_at_ms = excluded.updated_at_ms",
-                params![provider, model, spec.input, spec.output, spec.cached_input, spec.cache_write, at_ms],
+                     updated_at_ms = excluded.updated_at_ms, spec_json = excluded.spec_json",
+                params![provider, model, spec.input, spec.output, spec.cached_input, spec.cache_write, at_ms,
+                    serde_json::to_string(spec).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?],
             )
             .map(drop),
         Mutation::DeletePrice { provider, model } => changed(conn.execute(
@@ -255,21 +256,27 @@ pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> 
         .collect()
 }
 
-/// Price overrides keyed `provider/model`.
+/// Price overrides keyed `provider/model`: the whole spec as stored since
+/// migration 0004, else (rows set before it) the four original rates.
 pub fn price_overrides(conn: &Connection) -> rusqlite::Result<BTreeMap<String, PriceSpec>> {
     conn.prepare(
-        "SELECT provider, model, input, output, cached_input, cache_write FROM price_overrides",
+        "SELECT provider, model, input, output, cached_input, cache_write, spec_json FROM price_overrides",
     )?
     .query_map([], |r| {
-        Ok((
-            format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
-            PriceSpec {
+        let key = format!("{}/{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?);
+        let spec = match r.get::<_, Option<String>>(6)? {
+            Some(json) => serde_json::from_str(&json).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, e.into())
+            })?,
+            None => PriceSpec {
                 input: r.get(2)?,
                 output: r.get(3)?,
                 cached_input: r.get(4)?,
                 cache_write: r.get(5)?,
+                ..PriceSpec::default()
             },
-        ))
+        };
+        Ok((key, spec))
     })?
     .collect()
 }

@@ -120,8 +120,8 @@ fn row_by(
     columns: &[&str],
     id: &str,
 ) -> rusqlite::Result<Option<Row>> {
-    // The columns of record format v1, by name: a column added by a later
-    // migration does not change what old entries cover.
+    // The columns by name (record format v1, then the added ones); which of
+    // them a digest covers is decided in `audit::stored_digest`.
     let sql = format!(
         "SELECT {} FROM {table} WHERE {key} = ?1",
         columns.join(", ")
@@ -138,17 +138,41 @@ fn row_by(
     .optional()
 }
 
+/// The columns of `traces` and `costs` a request record is read with: every
+/// column tollgate knows that the database has (a database not yet migrated
+/// to 0004 lacks the added ones, which is the same as their being NULL).
+pub struct RecordColumns {
+    traces: Vec<&'static str>,
+    costs: Vec<&'static str>,
+}
+
+pub fn record_columns(conn: &Connection) -> rusqlite::Result<RecordColumns> {
+    let present = |table: &str, all: &[&'static str]| -> rusqlite::Result<Vec<&'static str>> {
+        let have: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(all
+            .iter()
+            .copied()
+            .filter(|c| have.iter().any(|h| h == c))
+            .collect())
+    };
+    Ok(RecordColumns {
+        traces: present("traces", &super::trace_sql::ALL_COLUMNS)?,
+        costs: present("costs", &super::cost_sql::ALL_COLUMNS)?,
+    })
+}
+
 /// The `traces` and `costs` rows a request entry covers; `None` when either
 /// is missing.
-pub fn request_record(conn: &Connection, trace_id: &str) -> rusqlite::Result<Option<(Row, Row)>> {
-    let trace = row_by(conn, "traces", "id", &super::trace_sql::COLUMNS, trace_id)?;
-    let cost = row_by(
-        conn,
-        "costs",
-        "trace_id",
-        &super::cost_sql::COLUMNS,
-        trace_id,
-    )?;
+pub fn request_record(
+    conn: &Connection,
+    columns: &RecordColumns,
+    trace_id: &str,
+) -> rusqlite::Result<Option<(Row, Row)>> {
+    let trace = row_by(conn, "traces", "id", &columns.traces, trace_id)?;
+    let cost = row_by(conn, "costs", "trace_id", &columns.costs, trace_id)?;
     Ok(trace.zip(cost))
 }
 

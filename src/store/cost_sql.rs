@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use std::sync::LazyLock;
 
+/// The columns of record format v1: always covered by the audit digest.
 pub const COLUMNS: [&str; 12] = [
     "trace_id",
     "day",
@@ -21,12 +22,35 @@ pub const COLUMNS: [&str; 12] = [
     "price_cache_write",
 ];
 
+/// Columns added by migration 0004, after [`COLUMNS`]: covered by the audit
+/// digest only when not NULL, so rows from before keep their digests.
+pub const ADDED_COLUMNS: [&str; 8] = [
+    "price_cache_write_1h",
+    "price_input_audio",
+    "price_output_audio",
+    "price_input_image",
+    "price_web_search_per_1k",
+    "price_tier",
+    "service_tier",
+    "unpriced",
+];
+
+/// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
+pub static ALL_COLUMNS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| [&COLUMNS[..], &ADDED_COLUMNS[..]].concat());
+
+/// The stored values of `c`, in [`ALL_COLUMNS`] order, borrowed from it.
 pub fn values(c: &CostRecord) -> Vec<ValueRef<'_>> {
     let int = |n: Option<i64>| n.map_or(ValueRef::Null, ValueRef::Integer);
     fn text(s: &str) -> ValueRef<'_> {
         ValueRef::Text(s.as_bytes())
     }
-    let price = c.price.map(|p| p.0);
+    fn opt_text(s: Option<&str>) -> ValueRef<'_> {
+        s.map_or(ValueRef::Null, text)
+    }
+    let rates = c.price.map(|p| p.0);
+    let rate =
+        |f: fn(&crate::ledger::prices::Rates) -> Option<i64>| int(rates.as_ref().and_then(f));
     vec![
         text(&c.trace_id),
         text(&c.day),
@@ -35,15 +59,23 @@ pub fn values(c: &CostRecord) -> Vec<ValueRef<'_>> {
         text(&c.client_key_id),
         text(c.status.as_str()),
         int(c.cost_uc),
-        c.price.map_or(ValueRef::Null, |p| text(p.1.as_str())),
-        int(price.map(|p| p.input)),
-        int(price.map(|p| p.output)),
-        int(price.and_then(|p| p.cached_input)),
-        int(price.and_then(|p| p.cache_write)),
+        opt_text(c.price.map(|p| p.1.as_str())),
+        rate(|r| Some(r.input)),
+        rate(|r| Some(r.output)),
+        rate(|r| r.cached_input),
+        rate(|r| r.cache_write),
+        rate(|r| r.cache_write_1h),
+        rate(|r| r.input_audio),
+        rate(|r| r.output_audio),
+        rate(|r| r.input_image),
+        rate(|r| r.web_search_per_1k),
+        opt_text(c.price_tier.as_deref()),
+        opt_text(c.service_tier.map(|t| t.as_str())),
+        opt_text(c.unpriced.as_deref()),
     ]
 }
 
 pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
-    static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("costs", &COLUMNS));
+    static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("costs", &ALL_COLUMNS));
     super::insert_values(conn, &SQL, values)
 }

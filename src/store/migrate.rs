@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_access.sql",
         include_str!("../../migrations/0003_access.sql"),
     ),
+    (
+        4,
+        "0004_billing_components.sql",
+        include_str!("../../migrations/0004_billing_components.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

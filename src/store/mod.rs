@@ -93,8 +93,8 @@ mod tests {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         migrate(&mut conn).unwrap();
         for (table, columns) in [
-            ("traces", &trace_sql::COLUMNS[..]),
-            ("costs", &cost_sql::COLUMNS[..]),
+            ("traces", &trace_sql::ALL_COLUMNS[..]),
+            ("costs", &cost_sql::ALL_COLUMNS[..]),
         ] {
             let actual: Vec<String> = conn
                 .prepare(&format!(

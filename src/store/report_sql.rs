@@ -35,6 +35,8 @@ pub struct ReportRow {
     pub reasoning_tokens: i64,
     pub cost_uc: i64,
     pub unknown_cost_requests: i64,
+    /// Requests priced in part (`cost_uc` counts their priced part).
+    pub partial_cost_requests: i64,
 }
 
 /// Sums per group over days `since..=until` (`YYYY-MM-DD`, inclusive).
@@ -44,10 +46,21 @@ pub fn cost_report(
     since: &str,
     until: &str,
 ) -> rusqlite::Result<Vec<ReportRow>> {
+    // A database not yet migrated to 0004 has no partial counts: none were recorded.
+    let has_partial: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('cost_daily') WHERE name = 'partial_cost_requests'",
+        [],
+        |r| r.get(0),
+    )?;
+    let partial = if has_partial {
+        "sum(partial_cost_requests)"
+    } else {
+        "0"
+    };
     let sql = format!(
         "SELECT {g} AS grp, sum(requests), sum(errors), sum(input_tokens), sum(output_tokens),
                 sum(cached_input_tokens), sum(cache_creation_input_tokens), sum(reasoning_tokens),
-                sum(cost_uc), sum(unknown_cost_requests)
+                sum(cost_uc), sum(unknown_cost_requests), {partial}
          FROM cost_daily WHERE day >= ?1 AND day <= ?2
          GROUP BY grp ORDER BY grp",
         g = by.expr()
@@ -65,6 +78,7 @@ pub fn cost_report(
             reasoning_tokens: r.get(7)?,
             cost_uc: r.get(8)?,
             unknown_cost_requests: r.get(9)?,
+            partial_cost_requests: r.get(10)?,
         })
     })?;
     rows.collect()

@@ -2,7 +2,7 @@
 //! batch in memory and upserted once per group, so reports stay fast however
 //! many traces there are.
 
-use crate::ledger::CostRecord;
+use crate::ledger::{CostRecord, CostStatus};
 use crate::trace::Trace;
 use rusqlite::{Connection, params};
 
@@ -17,6 +17,7 @@ struct Sums {
     reasoning: i64,
     cost_uc: i64,
     unknown_cost: i64,
+    partial_cost: i64,
 }
 
 /// A batch holds few groups, so a short list searched by borrowed keys
@@ -53,14 +54,15 @@ impl Rollup {
             Some(uc) => s.cost_uc += uc,
             None => s.unknown_cost += 1,
         }
+        s.partial_cost += i64::from(c.status == CostStatus::Partial);
     }
 
     pub fn flush(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO cost_daily (day, provider, model, client_key_id, requests, errors,
                  input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens,
-                 reasoning_tokens, cost_uc, unknown_cost_requests)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 reasoning_tokens, cost_uc, unknown_cost_requests, partial_cost_requests)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (day, provider, model, client_key_id) DO UPDATE SET
                  requests = requests + excluded.requests,
                  errors = errors + excluded.errors,
@@ -70,7 +72,8 @@ impl Rollup {
                  cache_creation_input_tokens = cache_creation_input_tokens + excluded.cache_creation_input_tokens,
                  reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
                  cost_uc = cost_uc + excluded.cost_uc,
-                 unknown_cost_requests = unknown_cost_requests + excluded.unknown_cost_requests",
+                 unknown_cost_requests = unknown_cost_requests + excluded.unknown_cost_requests,
+                 partial_cost_requests = partial_cost_requests + excluded.partial_cost_requests",
         )?;
         for ((day, provider, model, key), s) in self.groups.drain(..) {
             stmt.execute(params![
@@ -86,7 +89,8 @@ impl Rollup {
                 s.cache_write,
                 s.reasoning,
                 s.cost_uc,
-                s.unknown_cost
+                s.unknown_cost,
+                s.partial_cost
             ])?;
         }
         Ok(())

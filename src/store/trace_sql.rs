@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use rusqlite::types::ValueRef;
 use std::sync::LazyLock;
 
+/// The columns of record format v1: always covered by the audit digest.
 pub const COLUMNS: [&str; 27] = [
     "id",
     "started_at_ms",
@@ -36,7 +37,22 @@ pub const COLUMNS: [&str; 27] = [
     "response_body",
 ];
 
-/// The stored values of `t`, in [`COLUMNS`] order, borrowed from it.
+/// Columns added by migration 0004, after [`COLUMNS`]: covered by the audit
+/// digest only when not NULL, so rows from before keep their digests.
+pub const ADDED_COLUMNS: [&str; 6] = [
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "web_search_calls",
+    "service_tier",
+];
+
+/// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
+pub static ALL_COLUMNS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| [&COLUMNS[..], &ADDED_COLUMNS[..]].concat());
+
+/// The stored values of `t`, in [`ALL_COLUMNS`] order, borrowed from it.
 pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
     fn text(s: &Option<String>) -> ValueRef<'_> {
         s.as_deref()
@@ -78,10 +94,18 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
         text(&t.client_key_id),
         body(&t.request_body, store_bodies),
         body(&t.response_body, store_bodies),
+        int(t.usage.cache_write_1h_tokens),
+        int(t.usage.input_audio_tokens),
+        int(t.usage.output_audio_tokens),
+        int(t.usage.input_image_tokens),
+        int(t.usage.web_search_calls),
+        t.usage
+            .service_tier
+            .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_str().as_bytes())),
     ]
 }
 
 pub fn insert(conn: &Connection, values: &[ValueRef<'_>]) -> rusqlite::Result<()> {
-    static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("traces", &COLUMNS));
+    static SQL: LazyLock<String> = LazyLock::new(|| super::insert_sql("traces", &ALL_COLUMNS));
     super::insert_values(conn, &SQL, values)
 }

@@ -65,6 +65,8 @@ pub struct WriterStats {
     pub backpressure_waits: AtomicU64,
     pub max_batch: AtomicU64,
     pub unknown_price_requests: AtomicU64,
+    /// Requests priced in part: a component had no rate.
+    pub partial_cost_requests: AtomicU64,
     /// The deepest the queue has been (reserved + queued records).
     pub queue_peak: AtomicU64,
     pub audit_head_seq: AtomicU64,
@@ -230,6 +232,7 @@ impl WarnOnce {
 /// What one committed batch did.
 struct Committed {
     records: u64,
+    partial: u64,
     unknown_price: Vec<(String, String)>,
     heads: Vec<Option<Head>>,
     head: Option<Head>,
@@ -325,6 +328,9 @@ impl WriterLoop {
         self.stats
             .unknown_price_requests
             .fetch_add(done.unknown_price.len() as u64, Ordering::Relaxed);
+        self.stats
+            .partial_cost_requests
+            .fetch_add(done.partial, Ordering::Relaxed);
         for pair in done.unknown_price {
             match self.warned.first(pair) {
                 First::Yes(pair) => {
@@ -357,6 +363,7 @@ impl WriterLoop {
         self.rollup.clear();
         let mut done = Committed {
             records: 0,
+            partial: 0,
             unknown_price: Vec::new(),
             heads: Vec::with_capacity(batch.len()),
             head: None,
@@ -366,12 +373,19 @@ impl WriterLoop {
                 WriteOp::Trace(trace) => {
                     let cost = crate::ledger::assess(trace, &prices);
                     if cost.status == CostStatus::UnknownPrice {
-                        done.unknown_price
-                            .push((cost.provider.clone(), cost.model.clone()));
+                        // Priced model, unpriced service tier: say which tier is missing.
+                        let model = match (cost.unpriced.is_some(), cost.service_tier) {
+                            (true, Some(tier)) => {
+                                format!("{} service_tiers.{}", cost.model, tier.as_str())
+                            }
+                            _ => cost.model.clone(),
+                        };
+                        done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
                     self.rollup.add(trace, &cost);
                     done.records += 1;
+                    done.partial += u64::from(cost.status == CostStatus::Partial);
                     Some(h)
                 }
                 WriteOp::Audit(entry, _) => Some(write_admin(&tx, &self.books.key, head, entry)?),
@@ -425,12 +439,7 @@ fn write_request(
     trace_sql::insert(conn, &trace_values)?;
     let cost_values = cost_sql::values(cost);
     cost_sql::insert(conn, &cost_values)?;
-    let digest = audit::request_digest(
-        &trace_sql::COLUMNS,
-        &trace_values,
-        &cost_sql::COLUMNS,
-        &cost_values,
-    );
+    let digest = audit::request_digest(&trace_values, &cost_values);
     let actor = trace.client_key_id.as_deref().unwrap_or("anonymous");
     let subject = format!("trace:{}", trace.id);
     audit_sql::append(

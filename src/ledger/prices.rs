@@ -195,6 +195,9 @@ impl PriceSpec {
 #[serde(deny_unknown_fields)]
 struct PriceFile {
     price: Vec<PriceFileEntry>,
+    /// The day the prices were checked; read by `commands::prices::as_of`.
+    #[serde(default, rename = "as_of")]
+    _as_of: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -59,7 +59,7 @@ pub fn rescale(literal: &str, places: i64) -> Result<String, DecimalError> {
     if digits.is_empty() {
         return Ok("0".into());
     }
-    if scale > MAX_EXPONENT || scale < -MAX_EXPONENT {
+    if !(-MAX_EXPONENT..=MAX_EXPONENT).contains(&scale) {
         return Err(DecimalError::OutOfRange(literal.to_owned()));
     }
     let exact = if scale >= 0 {

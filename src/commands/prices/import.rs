@@ -138,6 +138,12 @@ fn checked(key: &str, spec: PriceSpec, errors: &mut Vec<String>) -> Option<Price
         errors.push(format!("{key:?}: key must be \"provider/model\""));
         return None;
     }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        errors.push(format!(
+            "{key:?}: a model name has no whitespace or control characters"
+        ));
+        return None;
+    }
     match spec.parse() {
         Ok(_) => Some(spec),
         Err(e) => {
@@ -404,10 +410,17 @@ mod tests {
             output = "1"
             [prices."openai/b"]
             input = "1"
+            [prices."openai/c\u001b[2J"]
+            input = "1"
+            output = "1"
             "#,
         )
         .unwrap_err();
-        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("control characters")),
+            "{errors:?}"
+        );
         assert!(errors.iter().any(|e| e.contains("exponent")), "{errors:?}");
         assert!(
             errors.iter().any(|e| e.contains("\"nomodel\"")),

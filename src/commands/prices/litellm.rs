@@ -132,9 +132,17 @@ pub fn convert(text: &str) -> Result<Converted, Vec<String>> {
         let embedding = mode.as_deref() == Some("embedding");
         match entry(&name, &fields, embedding, &mut out) {
             Ok(spec) => {
+                // `openai/gpt-x` and `gpt-x` name the same model: fine when
+                // they agree.
                 let key = format!("{provider}/{model}");
-                if out.prices.insert(key.clone(), spec).is_some() {
-                    errors.push(format!("{key} is listed twice ({name})"));
+                match out.prices.get(&key) {
+                    Some(seen) if *seen != spec => errors.push(format!(
+                        "{key} is listed twice, with different prices ({name})"
+                    )),
+                    Some(_) => {}
+                    None => {
+                        out.prices.insert(key, spec);
+                    }
                 }
             }
             Err(mut e) => errors.append(&mut e),
@@ -200,7 +208,7 @@ fn entry(
             continue;
         }
         let Some(place) = place(key) else {
-            if key.contains("cost") {
+            if ["cost", "pric", "tier"].iter().any(|w| key.contains(w)) {
                 *out.ignored_keys.entry(key.clone()).or_default() += 1;
             }
             continue;
@@ -311,6 +319,11 @@ mod tests {
                 "search_context_cost_per_query": {"search_context_size_low": 0.025,
                     "search_context_size_medium": 0.0275}
             },
+            "gpt-4o-audio-preview": {
+                "litellm_provider": "openai", "mode": "chat",
+                "input_cost_per_token": 2.5e-06, "output_cost_per_token": 1e-05,
+                "input_cost_per_audio_token": 4e-05, "output_cost_per_audio_token": 8e-05
+            },
             "text-embedding-3-small": {"litellm_provider": "openai", "mode": "embedding",
                 "input_cost_per_token": 2e-08},
             "whisper-1": {"litellm_provider": "openai", "mode": "audio_transcription",
@@ -372,6 +385,11 @@ mod tests {
         assert!(errors[1].contains("negative"));
         assert!(errors[2].contains("\"0.1\" is not a number"));
         assert_eq!(errors[3], "gpt-c: no output_cost_per_token");
+        let twice = r#"{
+            "gpt-a": {"litellm_provider": "openai", "input_cost_per_token": 1e-06, "output_cost_per_token": 1e-06},
+            "openai/gpt-a": {"litellm_provider": "openai", "input_cost_per_token": 2e-06, "output_cost_per_token": 1e-06}
+        }"#;
+        assert!(convert(twice).unwrap_err()[0].contains("listed twice, with different prices"));
         assert!(convert("[1, 2]").is_err());
         assert!(convert("{").is_err());
     }

@@ -35,6 +35,39 @@ pub enum Command {
     /// The master key that seals stored provider keys.
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Prices: import a price list as overrides, list what is in force.
+    #[command(subcommand)]
+    Prices(PricesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// Load a price list as database overrides: tollgate's TOML
+    /// (`[prices."provider/model"]` tables or `[[price]]` entries) or
+    /// LiteLLM's model_prices_and_context_window.json. Everything is checked
+    /// before anything is written; the added and changed prices are written
+    /// with one audit entry in one transaction, and reported as a diff.
+    Import {
+        #[command(flatten)]
+        db: DbArgs,
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "auto")]
+        format: crate::commands::prices::ImportFormat,
+        /// Show the diff, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The prices in force (built-in, then config file, then database
+    /// overrides), every rate, and where each price came from.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this model (`model` or `provider/model`).
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::commands::prices::ListFormat,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,8 +4,8 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate::cli::{
-    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, ProvidersCommand, ReportCommand,
-    ServeArgs, VaultCommand, VerifyArgs,
+    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, PricesCommand, ProvidersCommand,
+    ReportCommand, ServeArgs, VaultCommand, VerifyArgs,
 };
 use tollgate::commands;
 use tollgate::config::{Config, ConfigError, ProcessEnv};
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             println!("{}", commands::vault::generate());
             Ok(())
         }
+        Command::Prices(cmd) => prices(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,6 +90,7 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| std::env::var_os("TOLLGATE_CONFIG").map(Into::into));
     let config = load(args.config.as_deref(), args.listen, args.db)?;
+    warn_if_prices_stale(config.builtin_prices_max_age_days);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.worker_threads > 0 {
         builder.worker_threads(config.worker_threads);
@@ -348,6 +350,77 @@ fn rotate_vault(db: DbArgs, new_key_file: &std::path::Path) -> Result<(), Failur
         "{}",
         commands::vault::rotate(&mut conn, &key, &config, &ProcessEnv, &text)?
     );
+    Ok(())
+}
+
+fn warn_if_prices_stale(max_age_days: u64) {
+    use commands::prices::as_of;
+    let today = time::OffsetDateTime::now_utc().date();
+    match as_of::builtin_as_of() {
+        Some(date) => {
+            if let Some(warning) = as_of::staleness_warning(date, today, max_age_days) {
+                tracing::warn!("{warning}");
+            }
+        }
+        None => tracing::warn!("the built-in price table states no as-of date"),
+    }
+}
+
+fn prices(cmd: PricesCommand) -> Result<(), Failure> {
+    use commands::prices;
+    match cmd {
+        PricesCommand::Import {
+            db,
+            file,
+            format,
+            dry_run,
+        } => {
+            let opts = prices::ImportOptions {
+                file: &file,
+                format,
+                dry_run,
+                actor: commands::actor(),
+            };
+            let out = if dry_run {
+                let config = load(db.config.as_deref(), None, db.db.clone())?;
+                let mut conn = if config.store.path.exists() {
+                    Some(open_existing(&db)?)
+                } else {
+                    None
+                };
+                prices::import(&opts, conn.as_mut(), None, &config.prices)?
+            } else {
+                let (config, mut conn, key) = admin_db(&db)?;
+                prices::import(&opts, Some(&mut conn), Some(&key), &config.prices)?
+            };
+            print!("{out}");
+        }
+        PricesCommand::List { db, model, format } => {
+            let config = load(db.config.as_deref(), None, db.db.clone())?;
+            let stored = if config.store.path.exists() {
+                store::access_sql::price_overrides(&open_existing(&db)?).map_err(|e| {
+                    (
+                        EXIT_DATABASE,
+                        format!("cannot read the price overrides: {e}"),
+                    )
+                })?
+            } else {
+                Default::default()
+            };
+            let in_force =
+                prices::InForce::load(&config.prices, &stored).map_err(|e| (EXIT_CONFIG, e))?;
+            let today = time::OffsetDateTime::now_utc().date();
+            match prices::list(&in_force, model.as_deref(), format, today) {
+                Some(out) => print!("{out}"),
+                None => {
+                    return Err((
+                        1,
+                        format!("no price in force for {:?}", model.unwrap_or_default()),
+                    ));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

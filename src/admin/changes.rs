@@ -76,6 +76,12 @@ pub fn set_provider_key(actor: &str, row: &ProviderKeyRow) -> AdminEntry {
     )
 }
 
+/// `tollgate prices import`: every price it sets (`Mutation::Many` of
+/// `SetPrice`s) under one entry; `detail` says what was added and changed.
+pub fn import_prices(actor: &str, detail: Value, set: Mutation) -> AdminEntry {
+    entry(actor, "prices.import", "prices".into(), detail, set)
+}
+
 /// `reseal` is the mutation from `vault::reseal_all`.
 pub fn rotate_vault(
     actor: &str,

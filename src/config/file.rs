@@ -26,6 +26,7 @@ pub struct FileConfig {
     pub auth: AuthSection,
     pub vault: VaultSection,
     pub metrics: MetricsSection,
+    pub ledger: LedgerSection,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, String>,
     pub prices: BTreeMap<String, PriceSpec>,
@@ -43,6 +44,7 @@ impl Default for FileConfig {
             auth: AuthSection::default(),
             vault: VaultSection::default(),
             metrics: MetricsSection::default(),
+            ledger: LedgerSection::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
             prices: BTreeMap::new(),
@@ -177,6 +179,20 @@ impl Default for AuthSection {
 pub struct MetricsSection {
     pub listen: String,
     pub token: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LedgerSection {
+    pub builtin_prices_max_age_days: u64,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            builtin_prices_max_age_days: 90,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -318,6 +334,12 @@ impl FileConfig {
         if self.store.path.as_os_str().is_empty() {
             return Err(invalid("store.path", "must not be empty"));
         }
+        if self.ledger.builtin_prices_max_age_days > 36_500 {
+            return Err(invalid(
+                "ledger.builtin_prices_max_age_days",
+                "must be between 0 (never warn) and 36500",
+            ));
+        }
         let failed_auth = AuthThrottleConfig {
             per_minute: in_u32_range("auth.failed_per_minute", self.auth.failed_per_minute)?,
             burst: in_u32_range("auth.failed_burst", self.auth.failed_burst)?,
@@ -404,6 +426,7 @@ impl FileConfig {
             require_client_key: self.auth.require_client_key,
             failed_auth,
             master_key_file: non_empty(self.vault.master_key_file),
+            builtin_prices_max_age_days: self.ledger.builtin_prices_max_age_days,
             providers,
             aliases: self.aliases,
             prices: self.prices,

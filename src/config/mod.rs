@@ -78,6 +78,8 @@ pub struct Config {
     pub failed_auth: AuthThrottleConfig,
     /// Where the vault's master key lives, when not in the environment.
     pub master_key_file: Option<PathBuf>,
+    /// `serve` warns when the built-in price table is older (0: never).
+    pub builtin_prices_max_age_days: u64,
     pub providers: Vec<ProviderConfig>,
     pub aliases: BTreeMap<String, String>,
     /// Price overrides by `provider/model`, checked to parse.

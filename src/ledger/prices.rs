@@ -506,6 +506,9 @@ impl PriceSpec {
 #[serde(deny_unknown_fields)]
 struct PriceFile {
     price: Vec<toml::Table>,
+    /// The day the prices were checked; read by `commands::prices::as_of`.
+    #[serde(default, rename = "as_of")]
+    _as_of: Option<String>,
 }
 
 /// A `[[price]]` entry: its provider and model, the rest a [`PriceSpec`].

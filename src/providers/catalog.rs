@@ -44,6 +44,8 @@ pub const OPENAI_MODELS: &[&str] = &[
     "gpt-4o-2024-05-13",
     "gpt-4o-mini",
     "gpt-4o-mini-2024-07-18",
+    "gpt-4o-audio-preview",
+    "gpt-4o-mini-audio-preview",
     "o1",
     "o1-2024-12-17",
     "o3",

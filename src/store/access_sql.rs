@@ -85,6 +85,9 @@ pub enum Mutation {
     EnableProviderKey {
         id: String,
     },
+    /// Several changes under one audit entry (e.g. `prices import`'s
+    /// `SetPrice`s), applied in order; all or none.
+    Many(Vec<Mutation>),
 }
 
 fn changed(n: usize) -> rusqlite::Result<()> {
@@ -172,6 +175,7 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
             "DELETE FROM price_overrides WHERE provider = ?1 AND model = ?2",
             params![provider, model],
         )?),
+        Mutation::Many(all) => all.iter().try_for_each(|m| apply(conn, m)),
     }
 }
 

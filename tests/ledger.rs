@@ -360,11 +360,20 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
         message("anthropic/claude-long", true),
     )
     .await;
-    // Priority asked for, default served (the mock reports `default`):
-    // priced at the base rates, 1,000 × 125 + 100 × 1,000 µ¢.
+    // Priority asked for, default served (the mock is told to report
+    // `default`): priced at the base rates, 1,000 × 125 + 100 × 1,000 µ¢.
     let mut asked_priority = chat("openai/gpt-tiered", false);
     asked_priority["service_tier"] = json!("priority");
     let served_default = post(
+        &gw,
+        "/v1/chat/completions",
+        "prompt=1000,completion=100,service_tier=default",
+        asked_priority.clone(),
+    )
+    .await;
+    // Priority asked for and served: the priority rates,
+    // 1,000 × 250 + 100 × 2,000 µ¢.
+    let served_priority = post(
         &gw,
         "/v1/chat/completions",
         "prompt=1000,completion=100",
@@ -414,7 +423,7 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
         message("anthropic/claude-admin", false),
     )
     .await;
-    gw.wait_traces(5).await;
+    gw.wait_traces(6).await;
     let metrics = client()
         .get(gw.url("/metrics"))
         .send()
@@ -470,6 +479,25 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
             "priced".into(),
             Some(225_000),
             Some(125_000_000),
+            None,
+            None
+        )
+    );
+    let served_tier = |id: &str| -> Option<String> {
+        value(
+            &db,
+            "SELECT service_tier FROM costs WHERE trace_id = ?1",
+            [id],
+        )
+    };
+    assert_eq!(served_tier(&served_default).as_deref(), Some("default"));
+    assert_eq!(served_tier(&served_priority).as_deref(), Some("priority"));
+    assert_eq!(
+        cost(&served_priority),
+        (
+            "priced".into(),
+            Some(450_000),
+            Some(250_000_000),
             None,
             None
         )

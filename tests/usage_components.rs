@@ -1,6 +1,7 @@
 //! Every billed usage component the providers report, sent through tollgate
 //! from the mock upstream (both protocols, streamed and not), and the counts
-//! recorded on the trace.
+//! recorded on the trace, and each one priced to the µ¢ at the built-in list
+//! prices (or named as unpriced).
 
 mod common;
 
@@ -35,6 +36,36 @@ fn tokens(gw: &Gateway, id: &str) -> Tokens {
     )
 }
 
+/// (1-hour cache writes, audio in, audio out, image in, web search calls,
+/// served tier) of trace `id`.
+type Components = (
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn components(gw: &Gateway, id: &str) -> Components {
+    row(
+        &gw.db(),
+        "SELECT cache_write_1h_tokens, input_audio_tokens, output_audio_tokens,
+                input_image_tokens, web_search_calls, service_tier
+         FROM traces WHERE id = ?1",
+        [id],
+    )
+}
+
+/// (status, cost in µ¢, unpriced components) of trace `id`'s cost row.
+fn cost(gw: &Gateway, id: &str) -> (String, Option<i64>, Option<String>) {
+    row(
+        &gw.db(),
+        "SELECT status, cost_uc, unpriced FROM costs WHERE trace_id = ?1",
+        [id],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anthropic_1h_cache_writes_are_cache_writes_streamed_and_not() {
     let mut gw = Gateway::start().await;
@@ -56,6 +87,19 @@ async fn anthropic_1h_cache_writes_are_cache_writes_streamed_and_not() {
         assert_eq!(
             tokens(&gw, id),
             (Some(10 + 1000 + 500), Some(9), Some(1000), Some(500)),
+            "{id}"
+        );
+        assert_eq!(
+            components(&gw, id),
+            (Some(300), None, None, None, None, Some("default".into())),
+            "{id}"
+        );
+        // claude-haiku-4-5 at its list prices, in µ¢ per token: input 100,
+        // cache read 10, 5-minute write 125, 1-hour write 200, output 500.
+        // 10 × 100 + 1,000 × 10 + 200 × 125 + 300 × 200 + 9 × 500.
+        assert_eq!(
+            cost(&gw, id),
+            ("priced".into(), Some(100_500), None),
             "{id}"
         );
     }
@@ -88,6 +132,38 @@ async fn anthropic_web_search_and_served_tier_streamed_and_not() {
             [id],
         );
         assert_eq!(finish, "end_turn");
+        assert_eq!(
+            components(&gw, id),
+            (Some(0), None, None, None, Some(3), Some("priority".into()))
+        );
+        // claude-haiku-4-5 has no price for the priority tier: not priced
+        // as the default tier.
+        assert_eq!(
+            cost(&gw, id),
+            ("unknown_price".into(), None, Some("service_tier".into()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_web_search_calls_are_priced_per_call() {
+    let mut gw = Gateway::start().await;
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let (id, _) = send(
+            &gw,
+            "/v1/messages",
+            &message("claude-haiku-4-5", stream),
+            "prompt=40,completion=20,web_search=3",
+        )
+        .await;
+        ids.push(id);
+    }
+    gw.stop().await;
+    for id in &ids {
+        // 40 × 100 + 20 × 500 µ¢, plus 3 searches at $10 per 1,000
+        // (1,000,000 µ¢ each).
+        assert_eq!(cost(&gw, id), ("priced".into(), Some(3_014_000), None));
     }
 }
 
@@ -118,6 +194,45 @@ async fn openai_audio_and_image_tokens_are_part_of_input_and_output() {
     gw.stop().await;
     for id in &ids {
         assert_eq!(tokens(&gw, id), (Some(146), Some(40), Some(0), None));
+        assert_eq!(
+            components(&gw, id),
+            (
+                None,
+                Some(30),
+                Some(12),
+                Some(5),
+                None,
+                Some("default".into())
+            )
+        );
+        // gpt-4o-mini has no audio rates: the text is priced, the audio
+        // named. 111 × 15 + 5 × 15 (images at the input rate) + 28 × 60 µ¢.
+        assert_eq!(
+            cost(&gw, id),
+            (
+                "partial".into(),
+                Some(3_420),
+                Some("input_audio,output_audio".into())
+            )
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_audio_tokens_are_priced_at_the_audio_rates() {
+    let mut gw = Gateway::start().await;
+    let usage = "prompt=146,completion=40,audio_in=30,audio_out=12,image=5";
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let model = "openai/gpt-4o-mini-audio-preview";
+        let (id, _) = send(&gw, "/v1/chat/completions", &chat(model, stream), usage).await;
+        ids.push(id);
+    }
+    gw.stop().await;
+    for id in &ids {
+        // µ¢ per token: text in 15, audio in 1,000, text out 60, audio out
+        // 2,000. 111 × 15 + 5 × 15 + 30 × 1,000 + 28 × 60 + 12 × 2,000.
+        assert_eq!(cost(&gw, id), ("priced".into(), Some(57_420), None));
     }
 }
 
@@ -150,8 +265,21 @@ async fn openai_served_tier_reaches_the_client_when_tollgate_strips_usage() {
     }
     assert_eq!(gw.mock.requests()[0].json()["service_tier"], "priority");
     gw.stop().await;
-    for id in &ids {
+    for (i, id) in ids.iter().enumerate() {
         assert_eq!(tokens(&gw, id), (Some(20), Some(4), Some(0), None));
+        let served = if i < 2 { "default" } else { "flex" };
+        assert_eq!(components(&gw, id).5.as_deref(), Some(served));
+        if served == "default" {
+            // Asked for priority, served default: the base rates,
+            // 20 × 15 + 4 × 60 µ¢.
+            assert_eq!(cost(&gw, id), ("priced".into(), Some(540), None));
+        } else {
+            // gpt-4o-mini publishes no flex price: not priced as default.
+            assert_eq!(
+                cost(&gw, id),
+                ("unknown_price".into(), None, Some("service_tier".into()))
+            );
+        }
     }
 }
 
@@ -178,6 +306,7 @@ async fn openai_search_model_completion_streamed_and_not() {
             [id],
         );
         assert_eq!(model, "gpt-4o-search-preview");
+        assert_eq!(components(&gw, id).4, Some(1));
     }
 }
 

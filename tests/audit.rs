@@ -315,7 +315,7 @@ async fn a_price_reload_is_an_audit_entry_covering_its_detail() {
         .get("openai", "gpt-4o-mini")
         .unwrap()
         .0;
-    assert_eq!(price.input, 20_000_000);
+    assert_eq!(price.base.input, 20_000_000);
     // A broken file leaves the table in force.
     std::fs::write(
         &config_path,
@@ -334,6 +334,7 @@ async fn a_price_reload_is_an_audit_entry_covering_its_detail() {
             .get("openai", "gpt-4o-mini")
             .unwrap()
             .0
+            .base
             .input,
         20_000_000
     );

@@ -287,10 +287,10 @@ pub async fn list_prices(state: &AppState) -> Result<Reply> {
                 "provider": provider,
                 "model": model,
                 "source": source.as_str(),
-                "input": price(p.input),
-                "output": price(p.output),
-                "cached_input": p.cached_input.map(price),
-                "cache_write": p.cache_write.map(price),
+                "input": price(p.base.input),
+                "output": price(p.base.output),
+                "cached_input": p.base.cached_input.map(price),
+                "cache_write": p.base.cache_write.map(price),
                 "unit": "USD per 1M tokens",
             })
         })

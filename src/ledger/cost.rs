@@ -339,6 +339,7 @@ mod tests {
 
     fn long_context_sonnet() -> Price {
         Price {
+            base: SONNET,
             tiers: vec![LongContextTier {
                 above_input_tokens: 200_000,
                 rates: RateOverrides {
@@ -350,9 +351,8 @@ mod tests {
                     ..RateOverrides::default()
                 },
             }],
-            ..Price::flat(0, 0)
+            service_tiers: Vec::new(),
         }
-        .with_base(SONNET)
     }
 
     #[test]
@@ -405,9 +405,12 @@ mod tests {
     /// gpt-5: $1.25 / $10 / $0.125 cached; flex half; priority double.
     fn gpt_5() -> Price {
         Price {
-            input: 125_000_000,
-            output: 1_000_000_000,
-            cached_input: Some(12_500_000),
+            base: Rates {
+                input: 125_000_000,
+                output: 1_000_000_000,
+                cached_input: Some(12_500_000),
+                ..Rates::default()
+            },
             service_tiers: vec![
                 (
                     ServiceTier::Flex,
@@ -571,9 +574,9 @@ mod tests {
         let (price, _) = table
             .get("openai", "text-embedding-3-small")
             .expect("embedding model in builtin table");
-        assert_eq!(price.output, 0);
+        assert_eq!(price.base.output, 0);
         // 0.02 USD per 1M = 2 µ¢ per token.
-        assert_eq!(priced(&price.base(), &tokens(12_345, 0, 0, 0)), Ok(24_690));
+        assert_eq!(priced(&price.base, &tokens(12_345, 0, 0, 0)), Ok(24_690));
     }
 
     #[test]

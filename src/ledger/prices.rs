@@ -82,19 +82,8 @@ pub struct LongContextTier {
 /// threshold) and per-service-tier rates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Price {
-    pub input: i64,
-    pub output: i64,
-    /// Cache reads; `None` bills them at the input price.
-    pub cached_input: Option<i64>,
-    /// 5-minute cache writes; `None` bills them at the input price.
-    pub cache_write: Option<i64>,
-    pub cache_write_1h: Option<i64>,
-    pub input_audio: Option<i64>,
-    pub output_audio: Option<i64>,
-    /// `None` bills image tokens at the input price.
-    pub input_image: Option<i64>,
-    /// Per 1,000 web search calls.
-    pub web_search_per_1k: Option<i64>,
+    /// The default service tier's rates below every long-context threshold.
+    pub base: Rates,
     pub tiers: Vec<LongContextTier>,
     pub service_tiers: Vec<(ServiceTier, RateOverrides)>,
 }
@@ -117,39 +106,12 @@ impl Price {
     /// A price with only the base input and output rates.
     pub fn flat(input: i64, output: i64) -> Price {
         Price {
-            input,
-            output,
+            base: Rates {
+                input,
+                output,
+                ..Rates::default()
+            },
             ..Price::default()
-        }
-    }
-
-    /// This price with its base rates replaced by `rates`.
-    pub fn with_base(self, rates: Rates) -> Price {
-        Price {
-            input: rates.input,
-            output: rates.output,
-            cached_input: rates.cached_input,
-            cache_write: rates.cache_write,
-            cache_write_1h: rates.cache_write_1h,
-            input_audio: rates.input_audio,
-            output_audio: rates.output_audio,
-            input_image: rates.input_image,
-            web_search_per_1k: rates.web_search_per_1k,
-            ..self
-        }
-    }
-
-    pub fn base(&self) -> Rates {
-        Rates {
-            input: self.input,
-            output: self.output,
-            cached_input: self.cached_input,
-            cache_write: self.cache_write,
-            cache_write_1h: self.cache_write_1h,
-            input_audio: self.input_audio,
-            output_audio: self.output_audio,
-            input_image: self.input_image,
-            web_search_per_1k: self.web_search_per_1k,
         }
     }
 
@@ -171,11 +133,11 @@ impl Price {
             .rev()
             .find(|t| input_tokens > t.above_input_tokens);
         let base = match service_tier {
-            None | Some(ServiceTier::Default) => self.base(),
+            None | Some(ServiceTier::Default) => self.base,
             Some(name) => {
                 let found = self.service_tiers.iter().find(|(n, _)| *n == name);
                 match found {
-                    Some((_, rates)) if tier.is_none() => rates.over(self.base()),
+                    Some((_, rates)) if tier.is_none() => rates.over(self.base),
                     _ => return Err(UnpricedServiceTier(name)),
                 }
             }
@@ -487,15 +449,17 @@ impl PriceSpec {
             service_tiers.push((tier, spec.parse().map_err(in_tier)?));
         }
         Ok(Price {
-            input: rate("input", &self.input)?,
-            output: rate("output", &self.output)?,
-            cached_input: optional("cached_input", &self.cached_input)?,
-            cache_write: optional("cache_write", &self.cache_write)?,
-            cache_write_1h: optional("cache_write_1h", &self.cache_write_1h)?,
-            input_audio: optional("input_audio", &self.input_audio)?,
-            output_audio: optional("output_audio", &self.output_audio)?,
-            input_image: optional("input_image", &self.input_image)?,
-            web_search_per_1k: optional("web_search_per_1k", &self.web_search_per_1k)?,
+            base: Rates {
+                input: rate("input", &self.input)?,
+                output: rate("output", &self.output)?,
+                cached_input: optional("cached_input", &self.cached_input)?,
+                cache_write: optional("cache_write", &self.cache_write)?,
+                cache_write_1h: optional("cache_write_1h", &self.cache_write_1h)?,
+                input_audio: optional("input_audio", &self.input_audio)?,
+                output_audio: optional("output_audio", &self.output_audio)?,
+                input_image: optional("input_image", &self.input_image)?,
+                web_search_per_1k: optional("web_search_per_1k", &self.web_search_per_1k)?,
+            },
             tiers,
             service_tiers,
         })
@@ -767,10 +731,13 @@ mod tests {
         assert_eq!(
             full.parse(),
             Ok(Price {
-                input: 300_000_000,
-                output: 1_500_000_000,
-                cached_input: Some(30_000_000),
-                cache_write: Some(375_000_000),
+                base: Rates {
+                    input: 300_000_000,
+                    output: 1_500_000_000,
+                    cached_input: Some(30_000_000),
+                    cache_write: Some(375_000_000),
+                    ..Rates::default()
+                },
                 ..Price::default()
             })
         );
@@ -828,15 +795,17 @@ mod tests {
 
     fn full_price() -> Price {
         Price {
-            input: 300_000_000,
-            output: 1_500_000_000,
-            cached_input: Some(30_000_000),
-            cache_write: Some(375_000_000),
-            cache_write_1h: Some(600_000_000),
-            input_audio: Some(4_000_000_000),
-            output_audio: Some(8_000_000_000),
-            input_image: Some(250_000_000),
-            web_search_per_1k: Some(1_000_000_000),
+            base: Rates {
+                input: 300_000_000,
+                output: 1_500_000_000,
+                cached_input: Some(30_000_000),
+                cache_write: Some(375_000_000),
+                cache_write_1h: Some(600_000_000),
+                input_audio: Some(4_000_000_000),
+                output_audio: Some(8_000_000_000),
+                input_image: Some(250_000_000),
+                web_search_per_1k: Some(1_000_000_000),
+            },
             tiers: vec![LongContextTier {
                 above_input_tokens: 200_000,
                 rates: RateOverrides {
@@ -1043,20 +1012,26 @@ mod tests {
     fn embedded_prices_are_sane() {
         for (provider, model, p, _) in PriceTable::builtin().entries() {
             let name = format!("{provider}/{model}");
-            assert!(p.input > 0, "{name}");
-            assert!(p.output >= 0, "{name}");
-            assert!(p.cached_input.unwrap_or(0) <= p.input, "{name}");
+            assert!(p.base.input > 0, "{name}");
+            assert!(p.base.output >= 0, "{name}");
+            assert!(p.base.cached_input.unwrap_or(0) <= p.base.input, "{name}");
             if provider == "anthropic" {
-                assert!(p.cache_write.is_some(), "{name}");
+                assert!(p.base.cache_write.is_some(), "{name}");
             }
             // A 1-hour write costs more than a 5-minute one; a long
             // context costs more, never less.
-            if let Some(hour) = p.cache_write_1h {
-                assert!(hour >= p.cache_write.unwrap_or(p.input), "{name}");
+            if let Some(hour) = p.base.cache_write_1h {
+                assert!(hour >= p.base.cache_write.unwrap_or(p.base.input), "{name}");
             }
             for tier in &p.tiers {
-                assert!(tier.rates.input.unwrap_or(p.input) >= p.input, "{name}");
-                assert!(tier.rates.output.unwrap_or(p.output) >= p.output, "{name}");
+                assert!(
+                    tier.rates.input.unwrap_or(p.base.input) >= p.base.input,
+                    "{name}"
+                );
+                assert!(
+                    tier.rates.output.unwrap_or(p.base.output) >= p.base.output,
+                    "{name}"
+                );
             }
         }
     }
@@ -1129,13 +1104,13 @@ mod tests {
         assert_eq!(table.len(), 6);
         let (a, source) = table.get("openai", "gpt-a").expect("gpt-a");
         assert_eq!(
-            (a.input, a.output, source),
+            (a.base.input, a.base.output, source),
             (50_000_000, 100_000_000, PriceSource::Config)
         );
         let (b, source) = table.get("openai", "gpt-b").expect("gpt-b");
-        assert_eq!((b.input, source), (200_000_000, PriceSource::Builtin));
+        assert_eq!((b.base.input, source), (200_000_000, PriceSource::Builtin));
         assert_eq!(
-            table.get("openai", "gpt-new").map(|p| p.0.output),
+            table.get("openai", "gpt-new").map(|p| p.0.base.output),
             Some(2_100_000_000)
         );
         assert!(table.get("local", "org/model").is_some());
@@ -1167,7 +1142,7 @@ mod tests {
     #[test]
     fn lookup_falls_back_from_snapshot_dates() {
         let t = sample();
-        let input = |model: &str| t.get("openai", model).map(|p| p.0.input);
+        let input = |model: &str| t.get("openai", model).map(|p| p.0.base.input);
         assert_eq!(input("gpt-a"), Some(100_000_000));
         // An exact snapshot entry wins over its alias.
         assert_eq!(input("gpt-a-2024-08-06"), Some(300_000_000));

@@ -12,8 +12,8 @@ use crate::audit::Checkpointer;
 use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
 use crate::ledger::PriceBook;
-use crate::ledger::prices::PriceSpec;
 use crate::ledger::prices::PriceTable;
+use crate::ledger::prices::{PriceSource, PriceSpec};
 use crate::metrics::Metrics;
 use crate::providers::{Provider, Router};
 use crate::secret::Secret;
@@ -90,8 +90,8 @@ fn price_table(
     stored: &BTreeMap<String, PriceSpec>,
 ) -> Result<PriceTable, crate::ledger::prices::PriceError> {
     PriceTable::builtin()
-        .with_overrides(file)?
-        .with_overrides(stored)
+        .with_overrides(file, PriceSource::Config)?
+        .with_overrides(stored, PriceSource::Database)
 }
 
 /// The config file's aliases, then the database's on top.

@@ -273,7 +273,7 @@ async fn the_admin_api_requires_its_credential_and_audits_every_change() {
         .unwrap();
     assert_eq!(
         (mini["input"].as_str(), mini["source"].as_str()),
-        (Some("1.00"), Some("config"))
+        (Some("1.00"), Some("database"))
     );
 
     let (status, _) = admin_call(

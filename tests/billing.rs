@@ -77,7 +77,9 @@ fn table() -> PriceTable {
         prices: BTreeMap<String, PriceSpec>,
     }
     let file: File = toml::from_str(PRICES).unwrap();
-    PriceTable::builtin().with_overrides(&file.prices).unwrap()
+    PriceTable::builtin()
+        .with_overrides(&file.prices, tollgate::ledger::prices::PriceSource::Config)
+        .unwrap()
 }
 
 fn now_ms() -> i64 {

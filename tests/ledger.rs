@@ -400,6 +400,34 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
     echoed["cached_input"] = Value::Null;
     echoed["cache_write"] = Value::Null;
     assert_eq!(body["price"], echoed);
+    // Listed back whole, with where it came from.
+    let (status, listed) = admin_call(&gw, reqwest::Method::GET, "/prices", None).await;
+    assert_eq!(status, 200);
+    let admin_entry = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "claude-admin")
+        .unwrap();
+    assert_eq!(admin_entry["source"], "database");
+    assert_eq!(
+        admin_entry["tiers"],
+        json!([{"above_input_tokens": 100, "input": "4.00"}])
+    );
+    assert_eq!(
+        admin_entry["service_tiers"],
+        json!({"flex": {"input": "0.50"}})
+    );
+    let long = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "claude-long")
+        .unwrap();
+    assert_eq!(
+        (long["source"].as_str(), long["cache_write_1h"].as_str()),
+        (Some("config"), Some("6.00"))
+    );
     let (status, body) = admin_call(
         &gw,
         reqwest::Method::PUT,

@@ -5,7 +5,6 @@ use super::Reply;
 use super::changes::{self, RevokeRefusal};
 use super::error::AdminError;
 use crate::app::AppState;
-use crate::ledger::money::format_usd_exact;
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
 use crate::store::AdminEntry;
@@ -278,21 +277,22 @@ pub async fn delete_alias(state: &AppState, name: &str) -> Result<Reply> {
 
 pub async fn list_prices(state: &AppState) -> Result<Reply> {
     let table = state.prices.current();
-    let price = |uc: i64| format_usd_exact(uc);
     let list: Vec<Value> = table
         .entries()
         .into_iter()
-        .map(|(provider, model, p, source)| {
-            json!({
+        .map(|(provider, model, price, source)| {
+            let mut row = json!({
                 "provider": provider,
                 "model": model,
                 "source": source.as_str(),
-                "input": price(p.base.input),
-                "output": price(p.base.output),
-                "cached_input": p.base.cached_input.map(price),
-                "cache_write": p.base.cache_write.map(price),
-                "unit": "USD per 1M tokens",
-            })
+                "unit": "USD per 1M tokens; web_search_per_1k: USD per 1,000 calls",
+            });
+            if let (Value::Object(row), Ok(Value::Object(spec))) =
+                (&mut row, serde_json::to_value(PriceSpec::from(&price)))
+            {
+                row.extend(spec);
+            }
+            row
         })
         .collect();
     Ok(Reply::ok(list))

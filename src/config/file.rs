@@ -372,7 +372,7 @@ impl FileConfig {
         }
 
         crate::ledger::prices::PriceTable::builtin()
-            .with_overrides(&self.prices)
+            .with_overrides(&self.prices, crate::ledger::prices::PriceSource::Config)
             .map_err(|e| invalid("[prices]", e.to_string()))?;
 
         let ms = Duration::from_millis;

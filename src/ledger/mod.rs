@@ -253,14 +253,17 @@ mod tests {
     fn partial_and_tiered_costs_name_what_they_used() {
         let spec = |toml_src: &str| -> prices::PriceSpec { toml::from_str(toml_src).unwrap() };
         let table = PriceTable::default()
-            .with_overrides(&std::collections::BTreeMap::from([(
-                "anthropic/m".to_owned(),
-                spec(
-                    "input = \"3\"\noutput = \"15\"\ncache_write = \"3.75\"\n\
+            .with_overrides(
+                &std::collections::BTreeMap::from([(
+                    "anthropic/m".to_owned(),
+                    spec(
+                        "input = \"3\"\noutput = \"15\"\ncache_write = \"3.75\"\n\
                      [[tiers]]\nabove_input_tokens = 1000\ninput = \"6\"\n\
                      [service_tiers.priority]\ninput = \"5\"\n",
-                ),
-            )]))
+                    ),
+                )]),
+                prices::PriceSource::Config,
+            )
             .unwrap();
         let usage = Usage {
             input_tokens: Some(500),

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::Deserialize;
 use thiserror::Error;
 
+use super::money::format_usd_exact;
 use crate::trace::ServiceTier;
 
 const BUILTIN_PRICES: &str = include_str!("builtin_prices.toml");
@@ -154,6 +155,8 @@ impl Price {
 pub enum PriceSource {
     Builtin,
     Config,
+    /// Set through the admin API or `tollgate prices import`.
+    Database,
 }
 
 impl PriceSource {
@@ -161,6 +164,7 @@ impl PriceSource {
         match self {
             PriceSource::Builtin => "builtin",
             PriceSource::Config => "config",
+            PriceSource::Database => "database",
         }
     }
 }
@@ -399,6 +403,47 @@ impl RateSpec {
     }
 }
 
+impl From<&Price> for PriceSpec {
+    /// The spec that parses back to `price`: how a price in force is shown.
+    fn from(price: &Price) -> PriceSpec {
+        let usd = |uc: Option<i64>| uc.map(format_usd_exact);
+        let overrides = |above: Option<i64>, r: &RateOverrides| RateSpec {
+            above_input_tokens: above,
+            input: usd(r.input),
+            output: usd(r.output),
+            cached_input: usd(r.cached_input),
+            cache_write: usd(r.cache_write),
+            cache_write_1h: usd(r.cache_write_1h),
+            input_audio: usd(r.input_audio),
+            output_audio: usd(r.output_audio),
+            input_image: usd(r.input_image),
+            web_search_per_1k: usd(r.web_search_per_1k),
+        };
+        let b = &price.base;
+        PriceSpec {
+            input: format_usd_exact(b.input),
+            output: format_usd_exact(b.output),
+            cached_input: usd(b.cached_input),
+            cache_write: usd(b.cache_write),
+            cache_write_1h: usd(b.cache_write_1h),
+            input_audio: usd(b.input_audio),
+            output_audio: usd(b.output_audio),
+            input_image: usd(b.input_image),
+            web_search_per_1k: usd(b.web_search_per_1k),
+            tiers: price
+                .tiers
+                .iter()
+                .map(|t| overrides(Some(t.above_input_tokens), &t.rates))
+                .collect(),
+            service_tiers: price
+                .service_tiers
+                .iter()
+                .map(|(tier, r)| (tier.as_str().to_string(), overrides(None, r)))
+                .collect(),
+        }
+    }
+}
+
 impl PriceSpec {
     /// A spec with only input and output rates.
     pub fn flat(input: &str, output: &str) -> PriceSpec {
@@ -553,6 +598,7 @@ impl PriceTable {
     pub fn with_overrides(
         mut self,
         overrides: &BTreeMap<String, PriceSpec>,
+        source: PriceSource,
     ) -> Result<PriceTable, PriceError> {
         for (key, spec) in overrides {
             let (provider, model) = key
@@ -563,11 +609,10 @@ impl PriceTable {
                 key: key.clone(),
                 error: Box::new(error),
             })?;
-            self.providers.entry(provider.to_owned()).or_default().set(
-                model,
-                price,
-                PriceSource::Config,
-            );
+            self.providers
+                .entry(provider.to_owned())
+                .or_default()
+                .set(model, price, source);
         }
         Ok(self)
     }
@@ -641,7 +686,6 @@ fn strip_snapshot_date(model: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::money::format_usd_exact;
     use super::*;
     use proptest::prelude::*;
 
@@ -832,7 +876,7 @@ mod tests {
     #[test]
     fn parses_the_full_spec_from_config() {
         let table = PriceTable::default()
-            .with_overrides(&overrides(FULL_SPEC))
+            .with_overrides(&overrides(FULL_SPEC), PriceSource::Config)
             .expect("full spec");
         let (price, source) = table.get("anthropic", "claude-sonnet-4-5").unwrap();
         assert_eq!(source, PriceSource::Config);
@@ -926,7 +970,7 @@ mod tests {
         for (extra, want) in cases {
             let src = format!("[prices.\"a/b\"]\ninput = \"1\"\noutput = \"2\"\n{extra}\n");
             let err = PriceTable::default()
-                .with_overrides(&overrides(&src))
+                .with_overrides(&overrides(&src), PriceSource::Config)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -944,7 +988,7 @@ mod tests {
             let src =
                 format!("[prices.\"a/b\"]\ninput = \"1\"\noutput = \"2\"\n{field} = \"1e3\"\n");
             let err = PriceTable::default()
-                .with_overrides(&overrides(&src))
+                .with_overrides(&overrides(&src), PriceSource::Config)
                 .unwrap_err()
                 .to_string();
             assert!(
@@ -1100,7 +1144,9 @@ mod tests {
             ("openai/gpt-new".to_owned(), spec("7", "21")),
             ("local/org/model".to_owned(), spec("0", "0")),
         ]);
-        let table = sample().with_overrides(&overrides).expect("overrides");
+        let table = sample()
+            .with_overrides(&overrides, PriceSource::Config)
+            .expect("overrides");
         assert_eq!(table.len(), 6);
         let (a, source) = table.get("openai", "gpt-a").expect("gpt-a");
         assert_eq!(
@@ -1124,7 +1170,9 @@ mod tests {
     #[test]
     fn override_errors_name_the_key() {
         let bad = BTreeMap::from([("openai/gpt-4o".to_owned(), spec("abc", "1"))]);
-        let err = sample().with_overrides(&bad).unwrap_err();
+        let err = sample()
+            .with_overrides(&bad, PriceSource::Config)
+            .unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("prices.\"openai/gpt-4o\": invalid input price \"abc\""),
@@ -1133,7 +1181,9 @@ mod tests {
         for key in ["gpt-4o", "/gpt-4o", "openai/", ""] {
             let bad = BTreeMap::from([(key.to_owned(), spec("1", "1"))]);
             assert_eq!(
-                sample().with_overrides(&bad).unwrap_err(),
+                sample()
+                    .with_overrides(&bad, PriceSource::Config)
+                    .unwrap_err(),
                 PriceError::OverrideKey { key: key.into() }
             );
         }

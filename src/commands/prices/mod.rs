@@ -17,7 +17,7 @@ pub mod litellm;
 pub use import::{ImportFormat, ImportOptions, import};
 pub use list::{ListFormat, list};
 
-use crate::ledger::prices::{PriceSpec, PriceTable};
+use crate::ledger::prices::{PriceSource, PriceSpec, PriceTable};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -55,8 +55,8 @@ impl InForce {
         stored: &BTreeMap<String, PriceSpec>,
     ) -> Result<InForce, String> {
         PriceTable::builtin()
-            .with_overrides(config)
-            .and_then(|t| t.with_overrides(stored))
+            .with_overrides(config, PriceSource::Config)
+            .and_then(|t| t.with_overrides(stored, PriceSource::Database))
             .map_err(|e| e.to_string())?;
         let mut entries: BTreeMap<_, _> = builtin_specs()?
             .into_iter()

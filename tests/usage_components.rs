@@ -330,3 +330,28 @@ async fn embeddings_are_priced_per_input_token() {
     // text-embedding-3-small: $0.02 per 1M input tokens = 2 µ¢ a token.
     assert_eq!((status.as_str(), cost), ("priced", 1234 * 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_flex_tier_is_priced_at_flex_rates() {
+    let mut gw = Gateway::start().await;
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let mut body = chat("openai/gpt-5", stream);
+        body["service_tier"] = "flex".into();
+        let (id, _) = send(
+            &gw,
+            "/v1/chat/completions",
+            &body,
+            "prompt=1000,cached=200,completion=100",
+        )
+        .await;
+        ids.push(id);
+    }
+    gw.stop().await;
+    for id in &ids {
+        assert_eq!(components(&gw, id).5.as_deref(), Some("flex"));
+        // gpt-5 on flex, µ¢ per token: input 62.5, cached 6.25, output 500.
+        // 800 × 62.5 + 200 × 6.25 + 100 × 500.
+        assert_eq!(cost(&gw, id), ("priced".into(), Some(101_250), None));
+    }
+}

@@ -11,95 +11,20 @@ use crate::access::{AdminAuth, ClientAuth};
 use crate::audit::Checkpointer;
 use crate::audit::encoding::ChainKey;
 use crate::config::{Config, EnvSource};
+use crate::counters::Metrics;
 use crate::ledger::PriceBook;
-use crate::ledger::prices::PriceTable;
-use crate::ledger::prices::{PriceSource, PriceSpec};
-use crate::metrics::Metrics;
 use crate::providers::{Provider, Router};
 use crate::secret::Secret;
+use crate::state::{AppState, merged_aliases, price_table};
 use crate::store::access_sql::{self, Mutation};
 use crate::store::audit_sql;
-use crate::store::{self, OpenMode, ReadPool, StoreError, Writer, WriterHandle};
+use crate::store::{self, OpenMode, ReadPool, StoreError, Writer};
 use crate::store::{AdminEntry, Books};
 use crate::vault::Vault;
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::RwLock;
 use tokio::net::TcpListener;
-
-/// Everything a request handler needs, shared by all connections.
-pub struct AppState {
-    pub config: Config,
-    pub prices: PriceBook,
-    router: RwLock<Arc<Router>>,
-    pub client: reqwest::Client,
-    pub writer: WriterHandle,
-    pub reads: ReadPool,
-    pub metrics: Metrics,
-    pub auth: ClientAuth,
-    pub admin: AdminAuth,
-    pub vault: Vault,
-    /// Price overrides from the config file (the database's come on top).
-    file_prices: RwLock<BTreeMap<String, PriceSpec>>,
-}
-
-impl AppState {
-    /// The routing table in force.
-    pub fn router(&self) -> Arc<Router> {
-        self.router
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Rebuilds routing after an alias change: config aliases, then the
-    /// database's on top.
-    pub async fn reload_aliases(&self) -> Result<(), StoreError> {
-        let stored = self.reads.read(access_sql::aliases).await?;
-        let next = self
-            .router()
-            .with_aliases(&merged_aliases(&self.config, stored));
-        *self.router.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-        Ok(())
-    }
-
-    /// Rebuilds the price table: built-in, then the config file's
-    /// overrides, then the database's.
-    pub async fn reload_price_table(&self) -> Result<usize, String> {
-        let stored = self
-            .reads
-            .read(access_sql::price_overrides)
-            .await
-            .map_err(|e| e.to_string())?;
-        let file = self
-            .file_prices
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let table = price_table(&file, &stored).map_err(|e| e.to_string())?;
-        let n = table.len();
-        self.prices.replace(table);
-        Ok(n)
-    }
-}
-
-/// Built-in prices, then the config file's overrides, then the database's.
-fn price_table(
-    file: &BTreeMap<String, PriceSpec>,
-    stored: &BTreeMap<String, PriceSpec>,
-) -> Result<PriceTable, crate::ledger::prices::PriceError> {
-    PriceTable::builtin()
-        .with_overrides(file, PriceSource::Config)?
-        .with_overrides(stored, PriceSource::Database)
-}
-
-/// The config file's aliases, then the database's on top.
-fn merged_aliases(config: &Config, stored: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut aliases = config.aliases.clone();
-    aliases.extend(stored);
-    aliases
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

@@ -164,7 +164,7 @@ async fn shutdown_signal() {
 
 /// SIGHUP re-reads the price overrides from the config file.
 async fn reload_on_sighup(
-    state: std::sync::Weak<tollgate::app::AppState>,
+    state: std::sync::Weak<tollgate::state::AppState>,
     path: Option<std::path::PathBuf>,
 ) {
     #[cfg(unix)]

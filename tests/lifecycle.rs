@@ -189,6 +189,23 @@ fn serve_runs_on_embedded_defaults_without_a_config_file() {
     assert_eq!(wait_exit(served.child).0, 0);
 }
 
+/// A supervisor may send SIGTERM the moment it reads "listening on": the
+/// handlers are installed before that line, so the process drains and exits
+/// 0 rather than dying of the signal. Before they were installed ahead of
+/// the line this was a race (it showed as exit -1 in tests/prices_cli.rs
+/// under a loaded suite); here it is tried five times in a row.
+#[test]
+fn sigterm_right_after_the_listening_line_drains_and_exits_0() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let served = serve(&[], dir.path(), &[("TOLLGATE_LISTEN", "127.0.0.1:0")]);
+        sigterm(&served.child);
+        let (code, err) = wait_exit(served.child);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("shutdown complete"), "{err}");
+    }
+}
+
 /// A tiny blocking GET so the sync test needs no runtime.
 mod reqwest {
     pub fn blocking_get(url: &str) -> u16 {

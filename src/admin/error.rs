@@ -1,7 +1,7 @@
 //! Admin API errors: `{"error": {"type", "message"}}` with a fitting status.
 //! Messages never carry internal details (database errors are logged).
 
-use crate::proxy::{Body, json_response};
+use crate::http::{Body, json_response};
 use http::{HeaderValue, Response, StatusCode, header};
 
 #[derive(Debug, thiserror::Error)]

@@ -4,9 +4,9 @@
 use super::Reply;
 use super::changes::{self, RevokeRefusal};
 use super::error::AdminError;
-use crate::app::AppState;
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
+use crate::state::AppState;
 use crate::store::AdminEntry;
 use crate::store::access_sql::{self, Mutation};
 use crate::trace::now_ms;

@@ -7,8 +7,8 @@ pub mod changes;
 mod error;
 mod handlers;
 
-use crate::app::AppState;
-use crate::proxy::{Body, full, json_response};
+use crate::http::{Body, full, json_response};
+use crate::state::AppState;
 use bytes::Bytes;
 use error::AdminError;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};

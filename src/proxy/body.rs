@@ -12,12 +12,12 @@
 use super::error::{stream_error_event, withheld_error_body};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
-use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::redact::{self, MAX_ERROR_BODY};
 use crate::providers::watch::{Observed, Watch};
 use crate::request_facts::CloseConnection;
 use crate::secret::Secret;
+use crate::state::AppState;
 use crate::store::{Slot, WriteOp};
 use crate::trace::{ErrorKind, Trace, Usage};
 use bytes::{Bytes, BytesMut};

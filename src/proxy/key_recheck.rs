@@ -7,9 +7,9 @@
 //! used again if the upstream accepts it. Both changes are audited with the
 //! reason. Probes run off the request path; at most one per key at a time.
 
-use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Provider;
+use crate::state::AppState;
 use crate::store::access_sql::Mutation;
 use crate::store::{AdminEntry, WriterHandle};
 use crate::trace::now_ms;

@@ -1,5 +1,6 @@
-//! The proxy: routes a client request, forwards it upstream, and streams the
-//! answer back while the trace is filled in.
+//! The proxy: forwards a client request upstream and streams the answer
+//! back while the trace is filled in. (Which requests come here is the
+//! router's business: `src/router.rs`.)
 //!
 //! Phases of one request, each in its own file: [`request`] reads and checks
 //! the body and picks the route, [`upstream`] sends it, [`body`] streams the
@@ -9,40 +10,20 @@
 mod body;
 pub mod error;
 mod key_recheck;
-mod models;
+pub mod models;
 mod request;
 mod upstream;
 
-use crate::app::AppState;
 use crate::config::Protocol;
+pub use crate::http::{Body, BoxError, full, json_response};
+use crate::state::AppState;
 use crate::trace::{Trace, now_ms};
 use body::{ObservedBody, PendingTrace};
 use bytes::Bytes;
 use error::ProxyError;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use http::{HeaderValue, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
-}
-
-/// A complete `application/json` response.
-pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
 
 /// The proxied endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,73 +60,7 @@ impl Endpoint {
     }
 }
 
-pub async fn handle<B>(state: Arc<AppState>, req: Request<B>) -> Response<Body>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    if req.uri().path().split('/').nth(1) == Some("admin") {
-        return crate::admin::handle(state, req).await;
-    }
-    let metrics_here = state.config.metrics.listen.is_none();
-    let endpoint = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/chat/completions") => Endpoint::ChatCompletions,
-        (&Method::POST, "/v1/embeddings") => Endpoint::Embeddings,
-        (&Method::POST, "/v1/messages") => Endpoint::Messages,
-        (&Method::GET, "/v1/models") => return models::list(&state, &req).await,
-        (&Method::GET, "/healthz") => return health(&state).await,
-        (&Method::HEAD, "/healthz") => return without_body(health(&state).await),
-        (&Method::GET, "/metrics") if metrics_here => {
-            return crate::metrics::authorized(&state, &req);
-        }
-        (method, path) => {
-            let protocol = client_protocol(path, req.headers());
-            let (method, path) = (method.to_string(), path.to_string());
-            return match allowed_methods(&path, metrics_here) {
-                Some(allow) => ProxyError::MethodNotAllowed {
-                    method,
-                    path,
-                    allow,
-                },
-                None => ProxyError::NotFound { method, path },
-            }
-            .to_response(protocol);
-        }
-    };
-    forward(state, req, endpoint).await
-}
-
-/// The protocol a request that matched no route most likely speaks, for
-/// the shape of its error.
-fn client_protocol(path: &str, headers: &http::HeaderMap) -> Protocol {
-    if path.starts_with("/v1/messages") || headers.contains_key("anthropic-version") {
-        Protocol::Anthropic
-    } else {
-        Protocol::Openai
-    }
-}
-
-/// The `Allow` header of a known path (outside the admin API).
-fn allowed_methods(path: &str, metrics_here: bool) -> Option<&'static str> {
-    match path {
-        "/v1/chat/completions" | "/v1/embeddings" | "/v1/messages" => Some("POST"),
-        "/v1/models" => Some("GET"),
-        "/healthz" => Some("GET, HEAD"),
-        "/metrics" if metrics_here => Some("GET"),
-        _ => None,
-    }
-}
-
-/// The answer to `HEAD`: GET's status and headers, no body.
-fn without_body(response: Response<Body>) -> Response<Body> {
-    let (mut parts, body) = response.into_parts();
-    if let Some(n) = hyper::body::Body::size_hint(&body).exact() {
-        parts.headers.insert(header::CONTENT_LENGTH, n.into());
-    }
-    Response::from_parts(parts, full(Bytes::new()))
-}
-
-async fn forward<B>(state: Arc<AppState>, req: Request<B>, endpoint: Endpoint) -> Response<Body>
+pub async fn forward<B>(state: Arc<AppState>, req: Request<B>, endpoint: Endpoint) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -233,21 +148,4 @@ fn fail(e: ProxyError, protocol: Protocol, mut pending: PendingTrace) -> Respons
         .unwrap_or(0) as i64;
     pending.finish();
     response
-}
-
-async fn health(state: &AppState) -> Response<Body> {
-    let ok = state
-        .reads
-        .read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-        .await
-        .is_ok();
-    let (status, body) = if ok {
-        (StatusCode::OK, &br#"{"status":"ok"}"#[..])
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            &br#"{"status":"database unavailable"}"#[..],
-        )
-    };
-    json_response(status, body)
 }

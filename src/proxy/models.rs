@@ -5,8 +5,8 @@
 
 use super::error::ProxyError;
 use super::{Body, json_response};
-use crate::app::AppState;
 use crate::config::Protocol;
+use crate::state::AppState;
 use http::{Request, Response};
 use serde_json::{Value, json};
 use std::collections::HashSet;

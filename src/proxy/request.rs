@@ -3,9 +3,9 @@
 use super::Endpoint;
 use super::error::ProxyError;
 use crate::access::{ClientKey, model_allowed};
-use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
+use crate::state::AppState;
 use crate::trace::{MAX_MODEL_BYTES, Trace, truncated};
 use bytes::Bytes;
 use http::{HeaderMap, Request};

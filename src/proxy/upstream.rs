@@ -5,10 +5,10 @@
 use super::error::ProxyError;
 use super::key_recheck as recheck;
 use super::request::Prepared;
-use crate::app::AppState;
 use crate::config::Protocol;
 use crate::providers::Route;
 use crate::secret::Secret;
+use crate::state::AppState;
 use crate::trace::Trace;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use std::time::Instant;

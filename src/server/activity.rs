@@ -10,7 +10,7 @@
 //! reads them when its timer fires and decides.
 
 use crate::config::ConnectionConfig;
-use crate::proxy::Body;
+use crate::http::Body;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -191,7 +191,7 @@ impl TrackedBody {
 
 impl hyper::body::Body for TrackedBody {
     type Data = Bytes;
-    type Error = crate::proxy::BoxError;
+    type Error = crate::http::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,

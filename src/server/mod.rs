@@ -14,10 +14,10 @@
 mod activity;
 mod shed;
 
-use crate::app::AppState;
 use crate::config::ConnectionConfig;
-use crate::metrics::{ConnectionError, Metrics};
+use crate::counters::{ConnectionError, Metrics};
 pub use crate::request_facts::{CloseConnection, PeerAddr};
+use crate::state::AppState;
 use activity::{Activity, TrackedBody, Verdict, WatchedIo};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -120,7 +120,7 @@ pub async fn serve(
             req.extensions_mut().insert(svc_closer.clone());
             async move {
                 let response = match routes {
-                    Routes::Main => crate::proxy::handle(state, req).await,
+                    Routes::Main => crate::router::handle(state, req).await,
                     Routes::MetricsOnly => crate::metrics::serve_request(&state, &req),
                 };
                 Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
@@ -190,7 +190,7 @@ fn builder(limits: &ConnectionConfig) -> auto::Builder<TokioExecutor> {
 #[derive(Debug)]
 enum Ending {
     /// By the client or the protocol; `Err` when hyper reported an error.
-    Closed(Result<(), crate::proxy::BoxError>),
+    Closed(Result<(), crate::http::BoxError>),
     /// The watchdog dropped it: a head took too long.
     HeaderTimeout,
     /// Closed for being idle (gracefully, or dropped when that stalled).
@@ -214,7 +214,7 @@ async fn watch_connection<C>(
     closer: &CloseConnection,
 ) -> Ending
 where
-    C: Future<Output = Result<(), crate::proxy::BoxError>>,
+    C: Future<Output = Result<(), crate::http::BoxError>>,
 {
     tokio::pin!(conn);
     let first_deadline = match activity.verdict(limits, activity.now_ms()) {

@@ -121,6 +121,10 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         if let Some(metrics_addr) = metrics_addr {
             tracing::info!(%metrics_addr, "serving /metrics on its own listener");
         }
+        // Before announcing readiness: a SIGTERM sent right after the
+        // "listening on" line must drain, not kill the process.
+        let signals = Signals::install()
+            .map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
         tracing::info!(%addr, db = %db.display(), "tollgate ready");
         println!("listening on http://{addr}");
         if let Some(admin) = app.take_first_admin_key() {
@@ -133,31 +137,64 @@ fn serve(args: ServeArgs) -> Result<(), Failure> {
         let reload = tokio::spawn(reload_on_sighup(
             std::sync::Arc::downgrade(app.state()),
             config_path,
+            signals.hangup,
         ));
-        app.serve(listener, shutdown_signal()).await;
+        app.serve(listener, shutdown_signal(signals.stop)).await;
         reload.abort();
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The signal handlers `serve` needs, installed together before it says it
+/// is listening (tokio installs a handler only when asked).
+struct Signals {
+    /// SIGTERM and SIGINT.
+    stop: Vec<Signal>,
+    hangup: Option<Signal>,
+}
+
+#[cfg(unix)]
+type Signal = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Signal = std::convert::Infallible;
+
+impl Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            stop: vec![
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ],
+            hangup: Some(signal(SignalKind::hangup())?),
+        })
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            stop: Vec::new(),
+            hangup: None,
+        })
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT (on other platforms: Ctrl-C).
+async fn shutdown_signal(stop: Vec<Signal>) {
+    #[cfg(unix)]
+    {
+        let waits = stop.into_iter().map(|mut s| {
+            Box::pin(async move {
+                s.recv().await;
+            })
+        });
+        futures_util::future::select_all(waits).await;
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = stop;
+        let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown signal received");
 }
@@ -166,11 +203,11 @@ async fn shutdown_signal() {
 async fn reload_on_sighup(
     state: std::sync::Weak<tollgate::state::AppState>,
     path: Option<std::path::PathBuf>,
+    hangup: Option<Signal>,
 ) {
     #[cfg(unix)]
     {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
+        let Some(mut hup) = hangup else {
             return;
         };
         while hup.recv().await.is_some() {
@@ -201,7 +238,7 @@ async fn reload_on_sighup(
         }
     }
     #[cfg(not(unix))]
-    let _ = (state, path);
+    let _ = (state, path, hangup);
 }
 
 /// Opens an existing database for reading only (never creates one).

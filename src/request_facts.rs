@@ -11,6 +11,13 @@ use tokio::sync::Notify;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+impl PeerAddr {
+    /// The client's IP address, when the server put it on `req`.
+    pub fn ip_of<B>(req: &http::Request<B>) -> Option<std::net::IpAddr> {
+        req.extensions().get::<PeerAddr>().map(|p| p.0.ip())
+    }
+}
+
 /// Closes the connection a request came on, put on every request as an
 /// extension. A response past its total deadline must end even when the
 /// client has stopped reading — hyper then no longer polls its body, so only

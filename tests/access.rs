@@ -634,3 +634,58 @@ async fn key_names_with_control_characters_are_refused() {
     assert_eq!((status, list), (200, json!([])));
     gw.stop().await;
 }
+
+/// Guessing the admin credential is throttled like guessing client keys,
+/// from the same per-address budget: over it, 429 with `Retry-After`, and the
+/// address is refused on the proxy routes too until the wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_admin_logins_are_throttled_per_address() {
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        "[auth]\nrequire_client_key = true\nfailed_per_minute = 60\nfailed_burst = 5\n",
+    )
+    .await;
+    let (_, valid) = create_key(&gw, json!({"name": "app"})).await;
+    let http = client();
+    let mut statuses = Vec::new();
+    for i in 0..50 {
+        let resp = http
+            .get(gw.url("/admin/v1/keys"))
+            .bearer_auth(format!("tga-guess-{i}"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        if status == 429 {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    let throttled = statuses.iter().filter(|&&s| s == 429).count();
+    assert!(throttled >= 40, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 401 || s == 429));
+    // The same address, now with the right admin credential and a valid
+    // client key: refused until Retry-After, before any credential check.
+    let (status, _) = admin_call(&gw, reqwest::Method::GET, "/keys", None).await;
+    assert_eq!(status, 429);
+    let resp = http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&valid)
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    // Every refusal is counted: the guesses checked, and those refused
+    // unchecked while the address was blocked.
+    let failures = metric(&gw, "tollgate_auth_failures_total").await;
+    let refused_unchecked = metric(&gw, "tollgate_auth_throttled_total").await;
+    assert!((6..=10).contains(&failures), "{failures}");
+    assert!(refused_unchecked >= 40, "{refused_unchecked}");
+}

@@ -131,6 +131,24 @@ impl ClientAuth {
         }
     }
 
+    /// For credentials checked elsewhere (the admin API): when `peer` is
+    /// blocked for failing too often, the seconds it must wait.
+    pub fn blocked_for(&self, peer: IpAddr) -> Option<u64> {
+        let wait = self.throttle.blocked(peer)?;
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        Some(retry_after_secs(wait))
+    }
+
+    /// Counts a failed authentication checked elsewhere (the admin API)
+    /// against `peer`'s budget, the same one the proxy routes use; returns
+    /// the seconds to wait once that blocked the address.
+    pub fn failed_elsewhere(&self, peer: IpAddr) -> Option<u64> {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        let wait = self.throttle.failed(peer)?;
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        Some(retry_after_secs(wait))
+    }
+
     fn throttled(&self, peer: IpAddr, wait: Duration) -> Refused {
         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
         Refused {

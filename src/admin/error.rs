@@ -20,6 +20,8 @@ pub enum AdminError {
     MethodNotAllowed { allow: &'static str },
     #[error("The body must be JSON of at most {limit} bytes.")]
     PayloadTooLarge { limit: usize },
+    #[error("Too many failed authentications from this address; retry in {retry_after_secs} s.")]
+    Throttled { retry_after_secs: u64 },
 }
 
 impl AdminError {
@@ -36,6 +38,7 @@ impl AdminError {
             AdminError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
+            AdminError::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 
@@ -52,9 +55,16 @@ impl AdminError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let AdminError::MethodNotAllowed { allow } = self {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        match self {
+            AdminError::MethodNotAllowed { allow } => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            AdminError::Throttled { retry_after_secs } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, retry_after_secs.into());
+            }
+            _ => {}
         }
         resp
     }

@@ -30,9 +30,17 @@ where
         )
         .into_response();
     };
+    let peer = crate::request_facts::PeerAddr::ip_of(&req).unwrap_or(crate::access::UNKNOWN_PEER);
+    if let Some(retry_after_secs) = state.auth.blocked_for(peer) {
+        return AdminError::Throttled { retry_after_secs }.into_response();
+    }
     let presented = presented.unwrap_or("");
     if !state.admin.check(presented) {
-        return AdminError::Unauthorized.into_response();
+        return match state.auth.failed_elsewhere(peer) {
+            Some(retry_after_secs) => AdminError::Throttled { retry_after_secs },
+            None => AdminError::Unauthorized,
+        }
+        .into_response();
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();

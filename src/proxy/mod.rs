@@ -86,9 +86,7 @@ where
 
 /// The client's address, as the server put it on the request.
 fn peer_ip<B>(req: &Request<B>) -> std::net::IpAddr {
-    req.extensions()
-        .get::<crate::request_facts::PeerAddr>()
-        .map_or(crate::access::UNKNOWN_PEER, |p| p.0.ip())
+    crate::request_facts::PeerAddr::ip_of(req).unwrap_or(crate::access::UNKNOWN_PEER)
 }
 
 /// Marks a response whose request left no trace, so it names none.

@@ -179,6 +179,7 @@ pub fn client_key_row(
             created_at_ms: crate::trace::now_ms(),
             expires_at_ms,
             revoked_at_ms: None,
+            limits: Default::default(),
         },
         new.plaintext,
     ))

@@ -19,6 +19,36 @@ pub struct ClientKeyRow {
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// The key's own limits and budget; `None` fields fall back to the
+    /// configured defaults (governance modules).
+    #[serde(flatten)]
+    pub limits: KeyLimits,
+}
+
+/// Per-key governance settings, as `keys create --rpm … --budget-usd …` and
+/// `PATCH /admin/v1/keys/{id}` set them. Not stored yet: every key reads
+/// back with none (issue 9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    pub rpm: Option<u32>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    pub max_parallel: Option<u32>,
+    /// Budget in micro-cents, spent within `budget_window`.
+    pub budget_uc: Option<i64>,
+    pub budget_window: Option<BudgetWindow>,
+}
+
+/// The window a budget is spent in: the UTC calendar day or month, or for
+/// the key's whole life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetWindow {
+    Day,
+    Month,
+    Total,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,6 +224,7 @@ fn client_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientKeyRow> {
         created_at_ms: r.get(5)?,
         expires_at_ms: r.get(6)?,
         revoked_at_ms: r.get(7)?,
+        limits: KeyLimits::default(),
     })
 }
 

@@ -84,6 +84,18 @@ pub enum KeysCommand {
         /// Models the key may use, comma-separated (default: any).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
+        #[command(flatten)]
+        limits: LimitArgs,
+    },
+    /// Change a key's limits (by id or display prefix): each flag given
+    /// sets its limit, `none` clears it (the configured default applies);
+    /// limits not named are left as they are.
+    SetLimits {
+        #[command(flatten)]
+        db: DbArgs,
+        id: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// List client keys (never the keys themselves).
     List {
@@ -98,6 +110,38 @@ pub enum KeysCommand {
         db: DbArgs,
         id: String,
     },
+}
+
+/// A key's own limits; without a flag, the configured default applies.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Requests per minute (a whole number from 1), or `none`.
+    #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+    pub rpm: Option<String>,
+    /// Tokens (input + output) per minute, or `none`.
+    #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+    pub tpm: Option<String>,
+    /// Requests in flight at once, or `none`.
+    #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+    pub max_parallel: Option<String>,
+    /// Budget in USD, exact (at most 8 decimal places, e.g. 25.50), or `none`.
+    #[arg(long, value_name = "DECIMAL|none", allow_hyphen_values = true)]
+    pub budget_usd: Option<String>,
+    /// The window the budget is spent in (needs a budget), or `none`.
+    #[arg(long, value_name = "day|month|total|none", allow_hyphen_values = true)]
+    pub budget_window: Option<String>,
+}
+
+impl LimitArgs {
+    pub fn flags(self) -> crate::access::limits::LimitFlags {
+        crate::access::limits::LimitFlags {
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_parallel: self.max_parallel,
+            budget_usd: self.budget_usd,
+            budget_window: self.budget_window,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

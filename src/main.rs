@@ -346,12 +346,25 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             name,
             expires,
             models,
+            limits,
         } => {
+            let edit = tollgate::access::limits::LimitsEdit::from_flags(&limits.flags())
+                .map_err(|e| (2, e))?;
             let (_, mut conn, key) = admin_db(&db)?;
-            for line in commands::keys::create(&mut conn, &key, &name, expires.as_deref(), models)?
+            for line in
+                commands::keys::create(&mut conn, &key, &name, expires.as_deref(), models, &edit)?
             {
                 println!("{line}");
             }
+        }
+        KeysCommand::SetLimits { db, id, limits } => {
+            let edit = tollgate::access::limits::LimitsEdit::from_flags(&limits.flags())
+                .map_err(|e| (2, e))?;
+            let (_, mut conn, key) = admin_db(&db)?;
+            println!(
+                "{}",
+                commands::keys::set_limits(&mut conn, &key, &id, &edit)?
+            );
         }
         KeysCommand::List { db, json } => {
             let conn = open_existing(&db)?;

@@ -4,6 +4,7 @@
 
 mod client;
 mod credential;
+pub mod limits;
 mod throttle;
 
 pub use client::{

@@ -2,14 +2,16 @@
 //! each as the audit entry that carries it, so the two record the same
 //! thing, and the checks they share.
 
+use crate::access::limits::limits_json;
 use crate::store::AdminEntry;
-use crate::store::access_sql::{ClientKeyRow, Mutation, ProviderKeyRow};
+use crate::store::access_sql::{ClientKeyRow, KeyLimits, Mutation, ProviderKeyRow};
 use crate::vault::crypto::MasterKey;
 use serde_json::{Value, json};
 
-/// A client key as shown and audited (never the key or its hash).
+/// A client key as shown and audited (never the key or its hash), with its
+/// limits (`budget_usd` the exact decimal of `budget_uc`).
 pub fn client_key_json(k: &ClientKeyRow) -> Value {
-    json!({
+    let mut out = json!({
         "id": k.id,
         "name": k.name,
         "prefix": k.prefix,
@@ -17,7 +19,11 @@ pub fn client_key_json(k: &ClientKeyRow) -> Value {
         "created_at": k.created_at_ms,
         "expires_at": k.expires_at_ms,
         "revoked_at": k.revoked_at_ms,
-    })
+    });
+    if let (Value::Object(out), Value::Object(limits)) = (&mut out, limits_json(&k.limits)) {
+        out.extend(limits);
+    }
+    out
 }
 
 /// A stored provider key as shown and audited (never the key).
@@ -66,6 +72,21 @@ pub fn revoke_client_key(actor: &str, id: &str, at_ms: i64) -> AdminEntry {
     )
 }
 
+/// `keys set-limits` / `PATCH /admin/v1/keys/{id}`: every limit replaced;
+/// `detail` names the old and the new values.
+pub fn set_key_limits(actor: &str, id: &str, old: &KeyLimits, new: &KeyLimits) -> AdminEntry {
+    entry(
+        actor,
+        "key.limits.set",
+        format!("client_key:{id}"),
+        json!({"id": id, "old": limits_json(old), "new": limits_json(new)}),
+        Mutation::SetKeyLimits {
+            id: id.to_string(),
+            limits: *new,
+        },
+    )
+}
+
 pub fn set_provider_key(actor: &str, row: &ProviderKeyRow) -> AdminEntry {
     entry(
         actor,
@@ -97,6 +118,16 @@ pub fn rotate_vault(
         json!({"from": old.id(), "to": new.id(), "keys": count}),
         reseal,
     )
+}
+
+/// The one key `needle` (an id or a display prefix) names; `found` is what
+/// `access_sql::find_client_keys` returned.
+pub fn the_key(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, RevokeRefusal> {
+    match found {
+        [k] => Ok(k.clone()),
+        [] => Err(RevokeRefusal::NotFound(needle.to_string())),
+        _ => Err(RevokeRefusal::Ambiguous(needle.to_string())),
+    }
 }
 
 /// Why a revocation by id or prefix cannot go ahead.

@@ -4,6 +4,7 @@
 use super::Reply;
 use super::changes::{self, RevokeRefusal};
 use super::error::AdminError;
+use crate::access::limits::LimitsEdit;
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
 use crate::state::AppState;
@@ -67,9 +68,25 @@ struct NewKeyBody {
     models: Option<Vec<String>>,
 }
 
+/// A JSON object body, its limit fields taken out.
+fn object_with_limits(body: &[u8]) -> Result<(serde_json::Map<String, Value>, LimitsEdit)> {
+    let Value::Object(mut fields) = parse::<Value>(body)? else {
+        return Err(AdminError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    let edit = LimitsEdit::take_from_json(&mut fields).map_err(AdminError::BadRequest)?;
+    Ok((fields, edit))
+}
+
 pub async fn create_key(state: &AppState, body: &[u8]) -> Result<Reply> {
-    let req: NewKeyBody = parse(body)?;
-    let row = crate::access::client_key_row(&req.name, req.expires_at.as_deref(), req.models)
+    let (rest, edit) = object_with_limits(body)?;
+    let req: NewKeyBody = serde_json::from_value(Value::Object(rest))
+        .map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let mut row = crate::access::client_key_row(&req.name, req.expires_at.as_deref(), req.models)
+        .map_err(AdminError::BadRequest)?;
+    row.0.limits = edit
+        .apply(access_sql::KeyLimits::default())
         .map_err(AdminError::BadRequest)?;
     commit(state, changes::create_client_key(ACTOR, &row.0)).await?;
     let mut out = changes::client_key_json(&row.0);
@@ -92,6 +109,37 @@ pub async fn revoke_key(state: &AppState, id: &str) -> Result<Reply> {
     commit(state, changes::revoke_client_key(ACTOR, &key.id, at)).await?;
     state.auth.invalidate_all();
     Ok(Reply::ok(json!({"id": key.id, "revoked_at": at})))
+}
+
+/// `PATCH /admin/v1/keys/{id}`: a limit field present sets it, `null`
+/// clears it, absent leaves it.
+pub async fn patch_key(state: &AppState, id: &str, body: &[u8]) -> Result<Reply> {
+    let (rest, edit) = object_with_limits(body)?;
+    if let Some(other) = rest.keys().next() {
+        return Err(AdminError::BadRequest(format!(
+            "unknown field {other:?}: a key's {} can be changed",
+            crate::access::limits::FIELDS.join(", ")
+        )));
+    }
+    let needle = id.to_string();
+    let found = state
+        .reads
+        .read(move |c| access_sql::find_client_keys(c, &needle))
+        .await
+        .map_err(AdminError::internal)?;
+    let mut key = changes::the_key(&found, id).map_err(|e| match e {
+        RevokeRefusal::NotFound(_) => AdminError::NotFound(e.to_string()),
+        _ => AdminError::Conflict(e.to_string()),
+    })?;
+    let new = edit.apply(key.limits).map_err(AdminError::BadRequest)?;
+    commit(
+        state,
+        changes::set_key_limits(ACTOR, &key.id, &key.limits, &new),
+    )
+    .await?;
+    state.auth.invalidate_all();
+    key.limits = new;
+    Ok(Reply::ok(changes::client_key_json(&key)))
 }
 
 pub async fn list_provider_keys(state: &AppState) -> Result<Reply> {

@@ -74,6 +74,7 @@ where
         (&Method::POST, ["keys", id, "revoke"]) | (&Method::DELETE, ["keys", id]) => {
             handlers::revoke_key(s, id).await
         }
+        (&Method::PATCH, ["keys", id]) => handlers::patch_key(s, id, &body).await,
         (&Method::GET, ["provider-keys"]) => handlers::list_provider_keys(s).await,
         (&Method::POST, ["provider-keys"]) => handlers::set_provider_key(s, &body).await,
         (&Method::DELETE, ["provider-keys", id]) => handlers::delete_provider_key(s, id).await,
@@ -105,7 +106,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["openapi.json"] => "GET",
         ["keys"] | ["provider-keys"] => "GET, POST",
         ["keys", _, "revoke"] | ["vault", "rotate"] => "POST",
-        ["keys", _] | ["provider-keys", _] => "DELETE",
+        ["keys", _] => "PATCH, DELETE",
+        ["provider-keys", _] => "DELETE",
         ["aliases"] | ["prices"] => "GET",
         ["aliases", _] | ["prices", _, _] => "PUT, DELETE",
         _ => return None,

@@ -1,10 +1,11 @@
-//! `tollgate keys create|list|revoke`.
+//! `tollgate keys create|list|revoke|set-limits`.
 
 use super::{EXIT_DATABASE, Failure, actor, commit};
+use crate::access::limits::{LimitsEdit, limits_json};
 use crate::access::printable;
 use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
-use crate::store::access_sql::{self, ClientKeyRow};
+use crate::store::access_sql::{self, ClientKeyRow, KeyLimits};
 use rusqlite::Connection;
 
 fn ms_to_text(ms: Option<i64>) -> String {
@@ -25,9 +26,11 @@ pub fn create(
     name: &str,
     expires: Option<&str>,
     models: Option<Vec<String>>,
+    limits: &LimitsEdit,
 ) -> Result<Vec<String>, Failure> {
-    let (row, plaintext) =
+    let (mut row, plaintext) =
         crate::access::client_key_row(name, expires, models).map_err(|e| (2, e))?;
+    row.limits = limits.apply(KeyLimits::default()).map_err(|e| (2, e))?;
     commit(conn, key, changes::create_client_key(&actor(), &row))?;
     Ok(vec![
         format!(
@@ -69,12 +72,48 @@ pub fn list(conn: &Connection, json: bool) -> Result<String, Failure> {
 }
 
 fn as_json(k: &ClientKeyRow) -> serde_json::Value {
-    serde_json::json!({
+    let mut out = serde_json::json!({
         "id": k.id, "name": k.name, "prefix": k.prefix, "models": k.models,
         "created_at": ms_to_text(Some(k.created_at_ms)),
         "expires_at": k.expires_at_ms.map(|m| ms_to_text(Some(m))),
         "revoked_at": k.revoked_at_ms.map(|m| ms_to_text(Some(m))),
-    })
+    });
+    if let (serde_json::Value::Object(out), serde_json::Value::Object(limits)) =
+        (&mut out, limits_json(&k.limits))
+    {
+        out.extend(limits);
+    }
+    out
+}
+
+/// Sets or clears the limits `edit` names on the key `needle` names.
+pub fn set_limits(
+    conn: &mut Connection,
+    key: &ChainKey,
+    needle: &str,
+    edit: &LimitsEdit,
+) -> Result<String, Failure> {
+    if edit.is_empty() {
+        return Err((
+            2,
+            "name at least one limit to set: --rpm, --tpm, --max-parallel, --budget-usd, --budget-window".into(),
+        ));
+    }
+    let found =
+        access_sql::find_client_keys(conn, needle).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+    let target = changes::the_key(&found, needle).map_err(|e| (1, e.to_string()))?;
+    let new = edit.apply(target.limits).map_err(|e| (2, e))?;
+    commit(
+        conn,
+        key,
+        changes::set_key_limits(&actor(), &target.id, &target.limits, &new),
+    )?;
+    Ok(format!(
+        "limits of client key {} ({}) set: {}; a running gateway applies them within a second",
+        target.id,
+        printable(&target.name),
+        limits_json(&new)
+    ))
 }
 
 pub fn revoke(conn: &mut Connection, key: &ChainKey, needle: &str) -> Result<String, Failure> {

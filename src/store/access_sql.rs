@@ -26,8 +26,7 @@ pub struct ClientKeyRow {
 }
 
 /// Per-key governance settings, as `keys create --rpm … --budget-usd …` and
-/// `PATCH /admin/v1/keys/{id}` set them. Not stored yet: every key reads
-/// back with none (issue 9).
+/// `PATCH /admin/v1/keys/{id}` set them (migration 0005's columns).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KeyLimits {
     /// Requests per minute.
@@ -51,6 +50,25 @@ pub enum BudgetWindow {
     Total,
 }
 
+impl BudgetWindow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetWindow::Day => "day",
+            BudgetWindow::Month => "month",
+            BudgetWindow::Total => "total",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<BudgetWindow> {
+        Some(match s {
+            "day" => BudgetWindow::Day,
+            "month" => BudgetWindow::Month,
+            "total" => BudgetWindow::Total,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderKeyRow {
     pub id: String,
@@ -71,6 +89,11 @@ pub enum Mutation {
     RevokeClientKey {
         id: String,
         at_ms: i64,
+    },
+    /// Replaces all of a key's limits (a `None` field: the default).
+    SetKeyLimits {
+        id: String,
+        limits: KeyLimits,
     },
     CreateAdminCredential {
         id: String,
@@ -132,13 +155,21 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
     match m {
         Mutation::CreateClientKey(k) => {
             let models = k.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default());
+            let l = &k.limits;
             conn.execute(
-                "INSERT INTO client_keys (id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-                params![k.id, k.name, k.prefix, &k.hash[..], models, k.created_at_ms, k.expires_at_ms],
+                "INSERT INTO client_keys (id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms,
+                     rpm, tpm, max_parallel, budget_uc, budget_window)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8, ?9, ?10, ?11, ?12)",
+                params![k.id, k.name, k.prefix, &k.hash[..], models, k.created_at_ms, k.expires_at_ms,
+                    l.rpm, tpm_column(l)?, l.max_parallel, l.budget_uc, l.budget_window.map(BudgetWindow::as_str)],
             )
             .map(drop)
         }
+        Mutation::SetKeyLimits { id, limits: l } => changed(conn.execute(
+            "UPDATE client_keys SET rpm = ?2, tpm = ?3, max_parallel = ?4, budget_uc = ?5, budget_window = ?6
+             WHERE id = ?1",
+            params![id, l.rpm, tpm_column(l)?, l.max_parallel, l.budget_uc, l.budget_window.map(BudgetWindow::as_str)],
+        )?),
         Mutation::RevokeClientKey { id, at_ms } => changed(conn.execute(
             "UPDATE client_keys SET revoked_at_ms = ?2 WHERE id = ?1 AND revoked_at_ms IS NULL",
             params![id, at_ms],
@@ -209,8 +240,17 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
     }
 }
 
-const CLIENT_KEY_COLUMNS: &str =
-    "id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms";
+/// SQLite integers are i64; a larger `tpm` is refused rather than wrapped.
+fn tpm_column(l: &KeyLimits) -> rusqlite::Result<Option<i64>> {
+    l.tpm
+        .map(|t| i64::try_from(t).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into())))
+        .transpose()
+}
+
+const CLIENT_KEY_COLUMNS: &str = "id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms, \
+     rpm, tpm, max_parallel, budget_uc, budget_window";
+const CLIENT_KEY_COLUMNS_BEFORE_LIMITS: &str = "id, name, prefix, hash, models, created_at_ms, expires_at_ms, revoked_at_ms, \
+     NULL, NULL, NULL, NULL, NULL";
 
 fn client_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientKeyRow> {
     let hash: Vec<u8> = r.get(3)?;
@@ -224,7 +264,18 @@ fn client_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClientKeyRow> {
         created_at_ms: r.get(5)?,
         expires_at_ms: r.get(6)?,
         revoked_at_ms: r.get(7)?,
-        limits: KeyLimits::default(),
+        limits: KeyLimits {
+            rpm: r.get(8)?,
+            tpm: r
+                .get::<_, Option<i64>>(9)?
+                .and_then(|t| u64::try_from(t).ok()),
+            max_parallel: r.get(10)?,
+            budget_uc: r.get(11)?,
+            budget_window: r
+                .get::<_, Option<String>>(12)?
+                .as_deref()
+                .and_then(BudgetWindow::from_name),
+        },
     })
 }
 
@@ -239,9 +290,21 @@ pub fn client_key_by_hash(
     .optional()
 }
 
+/// Every key. A database before migration 0005 (read, not migrated, by
+/// `keys list`) reads back with no limits.
 pub fn client_keys(conn: &Connection) -> rusqlite::Result<Vec<ClientKeyRow>> {
+    let has_limits: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('client_keys') WHERE name = 'budget_window'",
+        [],
+        |r| r.get(0),
+    )?;
+    let columns = if has_limits {
+        CLIENT_KEY_COLUMNS
+    } else {
+        CLIENT_KEY_COLUMNS_BEFORE_LIMITS
+    };
     conn.prepare(&format!(
-        "SELECT {CLIENT_KEY_COLUMNS} FROM client_keys ORDER BY created_at_ms, id"
+        "SELECT {columns} FROM client_keys ORDER BY created_at_ms, id"
     ))?
     .query_map([], client_key)?
     .collect()

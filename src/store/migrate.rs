@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0004_billing_components.sql",
         include_str!("../../migrations/0004_billing_components.sql"),
     ),
+    (
+        5,
+        "0005_key_limits.sql",
+        include_str!("../../migrations/0005_key_limits.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -207,6 +207,33 @@ async fn tpm_reservation_is_settled_with_the_actual_usage() {
         header(&resp, "anthropic-ratelimit-tokens-remaining"),
         "4960"
     );
-    assert_eq!(gw.wait_traces(4).await, 4);
+
+    // A max_tokens that is not a count is the upstream's to judge: it
+    // reserves the default and goes through.
+    let mut body = chat("gpt-4o-mini", false);
+    body["max_tokens"] = json!("many");
+    let resp = post(&gw, "/v1/chat/completions", &body, None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(gw.wait_traces(5).await, 5);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn disabled_module_limits_nothing() {
+    let mut gw = Gateway::start_with(
+        MockConfig::default(),
+        "[modules.rate_limit]\nenabled = false\nrpm = 1\n",
+    )
+    .await;
+    for _ in 0..2 {
+        let resp = post(
+            &gw,
+            "/v1/chat/completions",
+            &chat("gpt-4o-mini", false),
+            None,
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+    }
     gw.stop().await;
 }

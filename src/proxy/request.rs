@@ -44,10 +44,12 @@ struct Meta<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Read leniently (any JSON value): a malformed one is the upstream's
+    /// to refuse, and counts here as absent.
     #[serde(default)]
-    max_tokens: Option<u64>,
+    max_tokens: Option<Value>,
     #[serde(default)]
-    max_completion_tokens: Option<u64>,
+    max_completion_tokens: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -190,9 +192,9 @@ fn admit(
     }
     let output = match endpoint {
         Endpoint::Embeddings => 0,
-        _ => meta
-            .max_completion_tokens
-            .or(meta.max_tokens)
+        _ => [&meta.max_completion_tokens, &meta.max_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(Value::as_u64))
             .unwrap_or(config.default_max_tokens),
     };
     let estimate = (body_len as u64 / BYTES_PER_TOKEN).saturating_add(output);

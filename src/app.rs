@@ -146,6 +146,7 @@ impl App {
             metrics: Metrics::default(),
             admin,
             vault,
+            rate_limiter: Default::default(),
             file_prices,
         });
         Ok(App {

@@ -28,6 +28,8 @@ pub struct AppState {
     pub auth: ClientAuth,
     pub admin: AdminAuth,
     pub vault: Vault,
+    /// Per-key request, token and concurrency limits (`[modules.rate_limit]`).
+    pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
     /// Price overrides from the config file (the database's come on top).
     pub(crate) file_prices: RwLock<BTreeMap<String, PriceSpec>>,
 }

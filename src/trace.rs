@@ -50,6 +50,8 @@ pub enum ErrorKind {
     /// The response ended normally, but an event too large to inspect went
     /// by, so its usage (and cost) is unknown.
     UsageUnreadable,
+    /// Refused by the key's rate limits (`[modules.rate_limit]`).
+    RateLimited,
 }
 
 impl ErrorKind {
@@ -73,6 +75,7 @@ impl ErrorKind {
             ErrorKind::AuthThrottled => "auth_throttled",
             ErrorKind::BodyTimeout => "body_timeout",
             ErrorKind::UsageUnreadable => "usage_unreadable",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }

@@ -4,6 +4,11 @@
 //! A module implements [`Module`], whose hooks default to doing nothing; the
 //! pipeline runs enabled modules in [`Module::order`]. Storage reaches a
 //! module only through traits defined here.
+//!
+//! [`rate_limit`] is used directly by the proxy (it hands out a ticket that
+//! lives as long as the request, which a verdict cannot carry).
+
+pub mod rate_limit;
 
 /// What a module sees of a request before it goes upstream.
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
+use tollgate_modules::rate_limit::Ticket;
 
 /// Bodies kept for `traces.store_bodies` are capped at this size.
 const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
@@ -48,6 +49,8 @@ pub struct PendingTrace {
     completed: bool,
     /// Closes the request's connection; the response's watchdog uses it.
     closer: Option<CloseConnection>,
+    /// The rate limiter's admission, settled with the trace's usage.
+    pub ticket: Option<Ticket>,
 }
 
 impl PendingTrace {
@@ -58,6 +61,7 @@ impl PendingTrace {
             started,
             completed: false,
             closer: None,
+            ticket: None,
         }
     }
 
@@ -94,6 +98,18 @@ impl Drop for PendingTrace {
             );
         }
         self.trace.total_us = self.started.elapsed().as_micros() as i64;
+        if let Some(ticket) = self.ticket.take() {
+            let usage = &self.trace.usage;
+            // An error answer with no usage reported used nothing; a
+            // success whose usage stayed unknown keeps its reservation.
+            let used = match (usage.input_tokens, usage.output_tokens) {
+                (None, None) if (200..300).contains(&self.trace.status) => None,
+                (input, output) => {
+                    Some(input.unwrap_or(0).max(0) as u64 + output.unwrap_or(0).max(0) as u64)
+                }
+            };
+            ticket.settle(used);
+        }
         if let Some(slot) = self.slot.take() {
             let trace = std::mem::replace(&mut self.trace, Trace::new("", 0));
             slot.send(WriteOp::Trace(Box::new(trace)));

@@ -6,7 +6,8 @@ use super::{Body, json_response};
 use crate::access::AuthError;
 use crate::config::Protocol;
 use crate::trace::ErrorKind;
-use http::{Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use tollgate_modules::rate_limit::{Dimension, Refusal, Status, ceil_secs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -68,6 +69,11 @@ pub enum ProxyError {
     },
     #[error("The request body did not arrive within this gateway's limit of {ms} ms.")]
     BodyTimeout { ms: u128 },
+    #[error(
+        "Rate limit reached for this API key: {} (limit {}). Retry after {} s.",
+        .0.exceeded.as_str(), .0.limit, .0.retry_after_secs()
+    )]
+    RateLimited(Refusal),
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -98,7 +104,9 @@ impl ProxyError {
             | ProxyError::WrongProtocol { .. }
             | ProxyError::ModelNameTooLong { .. }
             | ProxyError::Unauthorized(AuthError::Conflicting) => StatusCode::BAD_REQUEST,
-            ProxyError::Unauthorized(AuthError::Throttled { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::Unauthorized(AuthError::Throttled { .. }) | ProxyError::RateLimited(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UnknownModel(_) | ProxyError::NotFound { .. } => StatusCode::NOT_FOUND,
             ProxyError::MissingProviderKey { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +144,7 @@ impl ProxyError {
             ProxyError::MethodNotAllowed { .. } => ErrorKind::NotFound,
             ProxyError::MetricsUnauthorized => ErrorKind::Unauthorized,
             ProxyError::BodyTimeout { .. } => ErrorKind::BodyTimeout,
+            ProxyError::RateLimited(_) => ErrorKind::RateLimited,
         }
     }
 
@@ -161,6 +170,7 @@ impl ProxyError {
             }
             ProxyError::MetricsUnauthorized => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::BodyTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
+            ProxyError::RateLimited(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
             _ => ("invalid_request_error", None),
         }
     }
@@ -202,7 +212,72 @@ impl ProxyError {
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
         }
+        if let ProxyError::RateLimited(refusal) = self {
+            let headers = response.headers_mut();
+            headers.insert(http::header::RETRY_AFTER, refusal.retry_after_secs().into());
+            rate_limit_headers(headers, &refusal.status, protocol);
+        }
         response
+    }
+}
+
+/// The providers' rate-limit headers for the limited dimensions: OpenAI's
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (reset as a
+/// duration such as `6m0s`), Anthropic's
+/// `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` (reset as
+/// an RFC 3339 time).
+pub fn rate_limit_headers(headers: &mut HeaderMap, status: &Status, protocol: Protocol) {
+    for (dimension, name) in [(status.requests, "requests"), (status.tokens, "tokens")] {
+        let Some(Dimension {
+            limit,
+            remaining,
+            reset,
+        }) = dimension
+        else {
+            continue;
+        };
+        let secs = ceil_secs(reset);
+        let (names, reset) = match protocol {
+            Protocol::Openai => (
+                [
+                    format!("x-ratelimit-limit-{name}"),
+                    format!("x-ratelimit-remaining-{name}"),
+                    format!("x-ratelimit-reset-{name}"),
+                ],
+                match secs {
+                    s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
+                    s => format!("{s}s"),
+                },
+            ),
+            Protocol::Anthropic => (
+                [
+                    format!("anthropic-ratelimit-{name}-limit"),
+                    format!("anthropic-ratelimit-{name}-remaining"),
+                    format!("anthropic-ratelimit-{name}-reset"),
+                ],
+                (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
+                    .replace_nanosecond(0)
+                    .ok()
+                    .and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_default(),
+            ),
+        };
+        let [limit_name, remaining_name, reset_name] = names;
+        for (header, value) in [
+            (limit_name, limit.to_string()),
+            (remaining_name, remaining.to_string()),
+            (reset_name, reset),
+        ] {
+            if let (Ok(header), Ok(value)) = (
+                http::HeaderName::try_from(header),
+                HeaderValue::try_from(value),
+            ) {
+                headers.insert(header, value);
+            }
+        }
     }
 }
 

@@ -128,11 +128,14 @@ where
         None
     };
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
-    match request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await {
-        Ok(prepared) => match upstream::send(state, prepared, &mut pending.trace).await {
-            Ok(call) => ObservedBody::respond(state, call, pending),
-            Err(e) => fail(e, protocol, pending),
-        },
+    let mut prepared =
+        match request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await {
+            Ok(prepared) => prepared,
+            Err(e) => return fail(e, protocol, pending),
+        };
+    pending.ticket = prepared.ticket.take();
+    match upstream::send(state, prepared, &mut pending.trace).await {
+        Ok(call) => ObservedBody::respond(state, call, pending),
         Err(e) => fail(e, protocol, pending),
     }
 }

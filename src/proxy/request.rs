@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use tollgate_modules::rate_limit::{Limits, Ticket};
 
 /// A request ready to go upstream.
 pub struct Prepared {
@@ -23,7 +24,17 @@ pub struct Prepared {
     /// tollgate asked for stream usage the client did not ask for, and must
     /// remove it from what the client sees.
     pub strip_injected_usage: bool,
+    /// The rate limiter's admission; rides on the trace until it is settled.
+    pub ticket: Option<Ticket>,
 }
+
+/// Whom an unauthenticated request (`auth.require_client_key = false`) is
+/// limited as: all such requests share one key's limits.
+pub const ANONYMOUS_KEY: &str = "anonymous";
+
+/// A cheap upper-bound-ish guess of the input tokens: about four bytes of
+/// JSON per token. Settling with the reported usage corrects it.
+const BYTES_PER_TOKEN: u64 = 4;
 
 #[derive(Deserialize)]
 struct Meta<'a> {
@@ -33,6 +44,12 @@ struct Meta<'a> {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Read leniently (any JSON value): a malformed one is the upstream's
+    /// to refuse, and counts here as absent.
+    #[serde(default)]
+    max_tokens: Option<Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +145,8 @@ where
         });
     }
 
+    let ticket = admit(state, endpoint, key, &meta, body.len())?;
+
     let inject_usage = endpoint == Endpoint::ChatCompletions
         && stream
         && meta.stream_options.and_then(|o| o.include_usage) != Some(true);
@@ -143,7 +162,48 @@ where
         headers: parts.headers,
         body,
         strip_injected_usage: inject_usage,
+        ticket,
     })
+}
+
+/// Admits the request under its key's limits (the key's own, else the
+/// configured defaults), reserving its estimated tokens: input from the body
+/// size, output from `max_tokens` / `max_completion_tokens` or the default.
+fn admit(
+    state: &AppState,
+    endpoint: Endpoint,
+    key: Option<&ClientKey>,
+    meta: &Meta<'_>,
+    body_len: usize,
+) -> Result<Option<Ticket>, ProxyError> {
+    let config = &state.config.rate_limit;
+    if !config.enabled {
+        return Ok(None);
+    }
+    let defaults = config.defaults;
+    let own = key.map(|k| k.limits).unwrap_or_default();
+    let limits = Limits {
+        rpm: own.rpm.unwrap_or(defaults.rpm),
+        tpm: own.tpm.unwrap_or(defaults.tpm),
+        max_parallel: own.max_parallel.unwrap_or(defaults.max_parallel),
+    };
+    if limits.is_unlimited() {
+        return Ok(None);
+    }
+    let output = match endpoint {
+        Endpoint::Embeddings => 0,
+        _ => [&meta.max_completion_tokens, &meta.max_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(Value::as_u64))
+            .unwrap_or(config.default_max_tokens),
+    };
+    let estimate = (body_len as u64 / BYTES_PER_TOKEN).saturating_add(output);
+    let id = key.map_or(ANONYMOUS_KEY, |k| k.id.as_str());
+    state
+        .rate_limiter
+        .admit(id, limits, estimate)
+        .map(Some)
+        .map_err(ProxyError::RateLimited)
 }
 
 /// Re-serialises the body with the upstream's model name and/or

@@ -293,7 +293,8 @@ class Tollgate:
         return rc
 
 
-def write_config(workdir: Path, upstream_base_url: str) -> tuple[Path, Path]:
+def write_config(workdir: Path, upstream_base_url: str, extra: str = "") -> tuple[Path, Path]:
+    """`extra` is whole TOML sections appended to the file."""
     import shutil
 
     db_path = workdir / "tollgate.db"
@@ -325,18 +326,19 @@ models = ["{CLAUDE_MODEL}"]
 [aliases]
 {ALIAS} = "openai/{CHAT_MODEL}"
 """
+        + extra
     )
     return config_path, db_path
 
 
-def launch_tollgate(tmp_path_factory, upstream_base_url: str, label: str):
+def launch_tollgate(tmp_path_factory, upstream_base_url: str, label: str, extra: str = ""):
     """Generator used by the tollgate fixtures: start, yield, SIGTERM and check exit 0.
 
     upstream_base_url is the mock's (or a relay's) http://127.0.0.1:PORT, without /v1.
     """
     binary = _binary("TOLLGATE_BIN", "tollgate")
     workdir = tmp_path_factory.mktemp(label)
-    config_path, db_path = write_config(workdir, upstream_base_url)
+    config_path, db_path = write_config(workdir, upstream_base_url, extra)
     proc = Proc(
         name=label,
         argv=[str(binary), "serve", "--config", str(config_path)],

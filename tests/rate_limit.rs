@@ -237,3 +237,59 @@ async fn disabled_module_limits_nothing() {
     }
     gw.stop().await;
 }
+
+/// A key's own limit, set through the admin API, wins over the configured
+/// default; a key without one keeps the default; and a change through
+/// `PATCH /admin/v1/keys/{id}` is in force within the auth cache's second.
+#[tokio::test]
+async fn a_keys_own_rpm_wins_over_the_default_and_a_patch_takes_effect() {
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        &format!("{AUTH_ON}[modules.rate_limit]\nrpm = 3\n"),
+    )
+    .await;
+    let (status, limited) = admin_call(
+        &gw,
+        reqwest::Method::POST,
+        "/keys",
+        Some(json!({"name": "limited", "rpm": 1})),
+    )
+    .await;
+    assert_eq!(status, 201, "{limited}");
+    let limited_id = limited["id"].as_str().unwrap().to_string();
+    let limited = limited["key"].as_str().unwrap().to_string();
+    let (_, default) = create_key(&gw, "default").await;
+    let body = chat("gpt-4o-mini", false);
+    let statuses = |key: String, n: usize| {
+        let gw = &gw;
+        let body = &body;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                out.push(
+                    post(gw, "/v1/chat/completions", body, Some(&key))
+                        .await
+                        .status()
+                        .as_u16(),
+                );
+            }
+            out
+        }
+    };
+    assert_eq!(statuses(limited.clone(), 2).await, vec![200, 429]);
+    assert_eq!(statuses(default.clone(), 4).await, vec![200, 200, 200, 429]);
+
+    // Raised to 5 per minute: one used, so three more pass, then 429.
+    let (status, patched) = admin_call(
+        &gw,
+        reqwest::Method::PATCH,
+        &format!("/keys/{limited_id}"),
+        Some(json!({"rpm": 5})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = statuses(limited, 5).await;
+    assert_eq!(after.iter().filter(|&&s| s == 200).count(), 4, "{after:?}");
+    assert_eq!(after.last(), Some(&429), "{after:?}");
+}

@@ -12,7 +12,6 @@ import threading
 import time
 
 import anthropic
-import httpx
 import openai
 import pytest
 
@@ -48,7 +47,9 @@ def test_rate_limit_error_and_retry_after(limited_tollgate, client_key):
         base_url=f"{limited_tollgate.base_url}/v1",
         api_key=client_key,
         timeout=REQUEST_TIMEOUT_S,
-        http_client=httpx.Client(
+        # The SDK's own HTTP client class (whatever httpx package it uses),
+        # with a hook that sees every attempt, retries included.
+        http_client=openai.DefaultHttpxClient(
             event_hooks={"response": [lambda r: statuses.append(r.status_code)]}
         ),
     )

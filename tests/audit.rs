@@ -309,13 +309,11 @@ async fn a_price_reload_is_an_audit_entry_covering_its_detail() {
         .await
         .unwrap();
     assert!(priced > 50);
-    let price = state
-        .prices
-        .current()
-        .get("openai", "gpt-4o-mini")
-        .unwrap()
-        .0;
-    assert_eq!(price.base.input, 20_000_000);
+    let table = state.prices.current();
+    assert_eq!(
+        table.get("openai", "gpt-4o-mini").unwrap().0.base.input,
+        20_000_000
+    );
     // A broken file leaves the table in force.
     std::fs::write(
         &config_path,

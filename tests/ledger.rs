@@ -452,18 +452,7 @@ async fn long_context_and_service_tier_prices_from_config_and_the_admin_api() {
     )
     .await;
     gw.wait_traces(6).await;
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("tollgate_partial_cost_requests_total 0"),
-        "{metrics}"
-    );
+    assert_eq!(metric(&gw, "tollgate_partial_cost_requests_total").await, 0);
     gw.stop().await;
 
     let db = gw.db();

@@ -811,22 +811,11 @@ async fn health_and_metrics() {
             .unwrap();
     }
     assert_eq!(gw.wait_traces(3).await, 3);
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("tollgate_writer_records_committed_total 3"),
-        "{metrics}"
+    assert_eq!(
+        metric(&gw, "tollgate_writer_records_committed_total").await,
+        3
     );
-    assert!(
-        metrics.contains("tollgate_writer_queue_depth 0"),
-        "{metrics}"
-    );
+    assert_eq!(metric(&gw, "tollgate_writer_queue_depth").await, 0);
     gw.stop().await;
 }
 

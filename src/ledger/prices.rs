@@ -619,12 +619,12 @@ impl PriceTable {
 
     /// Looks up a model, falling back from a dated snapshot name
     /// (`gpt-4o-2024-08-06`, `claude-x-20250514`) to its undated alias.
-    pub fn get(&self, provider: &str, model: &str) -> Option<(Price, PriceSource)> {
+    pub fn get(&self, provider: &str, model: &str) -> Option<(&Price, PriceSource)> {
         let models = &self.providers.get(provider)?.by_model;
         models
             .get(model)
             .or_else(|| models.get(strip_snapshot_date(model)?))
-            .cloned()
+            .map(|(price, source)| (price, *source))
     }
 
     pub fn len(&self) -> usize {
@@ -880,7 +880,7 @@ mod tests {
             .expect("full spec");
         let (price, source) = table.get("anthropic", "claude-sonnet-4-5").unwrap();
         assert_eq!(source, PriceSource::Config);
-        assert_eq!(price, full_price());
+        assert_eq!(*price, full_price());
     }
 
     #[test]
@@ -913,7 +913,7 @@ mod tests {
         let table = PriceTable::from_toml(src).expect("table");
         let (price, source) = table.get("anthropic", "claude-sonnet-4-5").unwrap();
         assert_eq!(source, PriceSource::Builtin);
-        assert_eq!(price, full_price());
+        assert_eq!(*price, full_price());
         let typo = src.replace("web_search_per_1k", "web_search");
         let err = PriceTable::from_toml(&typo).unwrap_err().to_string();
         assert!(

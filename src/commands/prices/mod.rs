@@ -169,7 +169,7 @@ mod tests {
             let (provider, model) = key.split_once('/').unwrap();
             assert_eq!(
                 Some(spec.parse().unwrap()),
-                table.get(provider, model).map(|p| p.0),
+                table.get(provider, model).map(|p| p.0.clone()),
                 "{key}"
             );
         }

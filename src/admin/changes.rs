@@ -122,17 +122,17 @@ pub fn rotate_vault(
 
 /// The one key `needle` (an id or a display prefix) names; `found` is what
 /// `access_sql::find_client_keys` returned.
-pub fn the_key(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, RevokeRefusal> {
+pub fn the_key(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, KeyRefusal> {
     match found {
         [k] => Ok(k.clone()),
-        [] => Err(RevokeRefusal::NotFound(needle.to_string())),
-        _ => Err(RevokeRefusal::Ambiguous(needle.to_string())),
+        [] => Err(KeyRefusal::NotFound(needle.to_string())),
+        _ => Err(KeyRefusal::Ambiguous(needle.to_string())),
     }
 }
 
-/// Why a revocation by id or prefix cannot go ahead.
+/// Why a key named by id or prefix cannot be acted on.
 #[derive(Debug, thiserror::Error)]
-pub enum RevokeRefusal {
+pub enum KeyRefusal {
     #[error("no client key with id or prefix {0:?}")]
     NotFound(String),
     #[error("{0:?} matches several keys; use the id")]
@@ -143,11 +143,10 @@ pub enum RevokeRefusal {
 
 /// The one key `needle` (an id or a display prefix) names, if it may be
 /// revoked; `found` is what `access_sql::find_client_keys` returned.
-pub fn revocable(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, RevokeRefusal> {
-    match found {
-        [k] if k.revoked_at_ms.is_some() => Err(RevokeRefusal::AlreadyRevoked(k.id.clone())),
-        [k] => Ok(k.clone()),
-        [] => Err(RevokeRefusal::NotFound(needle.to_string())),
-        _ => Err(RevokeRefusal::Ambiguous(needle.to_string())),
+pub fn revocable(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, KeyRefusal> {
+    let key = the_key(found, needle)?;
+    if key.revoked_at_ms.is_some() {
+        return Err(KeyRefusal::AlreadyRevoked(key.id));
     }
+    Ok(key)
 }

@@ -2,7 +2,7 @@
 //! audit entry, update what this process holds in memory, answer.
 
 use super::Reply;
-use super::changes::{self, RevokeRefusal};
+use super::changes::{self, KeyRefusal};
 use super::error::AdminError;
 use crate::access::limits::LimitsEdit;
 use crate::ledger::prices::PriceSpec;
@@ -94,17 +94,25 @@ pub async fn create_key(state: &AppState, body: &[u8]) -> Result<Reply> {
     Ok(Reply::created(out))
 }
 
-pub async fn revoke_key(state: &AppState, id: &str) -> Result<Reply> {
+/// The client keys `id` (an id or a display prefix) matches.
+async fn keys_named(state: &AppState, id: &str) -> Result<Vec<access_sql::ClientKeyRow>> {
     let needle = id.to_string();
-    let found = state
+    state
         .reads
         .read(move |c| access_sql::find_client_keys(c, &needle))
         .await
-        .map_err(AdminError::internal)?;
-    let key = changes::revocable(&found, id).map_err(|e| match e {
-        RevokeRefusal::NotFound(_) => AdminError::NotFound(e.to_string()),
+        .map_err(AdminError::internal)
+}
+
+fn refused(e: KeyRefusal) -> AdminError {
+    match e {
+        KeyRefusal::NotFound(_) => AdminError::NotFound(e.to_string()),
         _ => AdminError::Conflict(e.to_string()),
-    })?;
+    }
+}
+
+pub async fn revoke_key(state: &AppState, id: &str) -> Result<Reply> {
+    let key = changes::revocable(&keys_named(state, id).await?, id).map_err(refused)?;
     let at = now_ms();
     commit(state, changes::revoke_client_key(ACTOR, &key.id, at)).await?;
     state.auth.invalidate_all();
@@ -121,16 +129,7 @@ pub async fn patch_key(state: &AppState, id: &str, body: &[u8]) -> Result<Reply>
             crate::access::limits::FIELDS.join(", ")
         )));
     }
-    let needle = id.to_string();
-    let found = state
-        .reads
-        .read(move |c| access_sql::find_client_keys(c, &needle))
-        .await
-        .map_err(AdminError::internal)?;
-    let mut key = changes::the_key(&found, id).map_err(|e| match e {
-        RevokeRefusal::NotFound(_) => AdminError::NotFound(e.to_string()),
-        _ => AdminError::Conflict(e.to_string()),
-    })?;
+    let mut key = changes::the_key(&keys_named(state, id).await?, id).map_err(refused)?;
     let new = edit.apply(key.limits).map_err(AdminError::BadRequest)?;
     commit(
         state,

@@ -5,66 +5,9 @@ mod common;
 
 use common::*;
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use tollgate_mock_upstream::MockUpstream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-struct Served {
-    child: Child,
-    addr: String,
-}
-
-/// Starts `tollgate serve` and waits for its "listening on" line.
-fn serve(args: &[&str], dir: &std::path::Path, envs: &[(&str, &str)]) -> Served {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .args(args)
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_DB")
-        .env_remove("TOLLGATE_LISTEN")
-        .env("TEST_UPSTREAM_KEY", UPSTREAM_KEY)
-        .env("TOLLGATE_ADMIN_KEY", ADMIN_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Served { child, addr }
-}
-
-fn sigterm(child: &Child) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-fn wait_exit(mut child: Child) -> (i32, String) {
-    for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("tollgate did not exit within 30 s");
-}
 
 /// A mock upstream, and a temp dir holding a config that points at it.
 async fn mock_and_config() -> (MockUpstream, tempfile::TempDir, std::path::PathBuf) {
@@ -325,15 +268,6 @@ fn bad_config_and_version() {
         out.trim(),
         format!("tollgate {}", env!("CARGO_PKG_VERSION"))
     );
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 /// SIGKILL cannot drain: what was committed survives, the file stays

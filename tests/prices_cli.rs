@@ -10,13 +10,10 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tollgate_mock_upstream::MockUpstream;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
 /// LiteLLM's shape: per-token USD as JSON numbers in exponent notation,
 /// providers tollgate does not serve, entries not priced per token.
@@ -350,58 +347,6 @@ fn prices_list_shows_every_layer_and_where_each_price_came_from() {
     assert!(err.contains("no price in force for \"gpt-nope\""), "{err}");
 }
 
-/// Starts `tollgate serve --config FILE` in `dir`; its "listening on" address.
-fn serve(dir: &Path, config: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_DB")
-        .env_remove("TOLLGATE_LISTEN")
-        .env_remove("TOLLGATE_AUDIT_KEY")
-        .env("TEST_UPSTREAM_KEY", UPSTREAM_KEY)
-        .env("TOLLGATE_ADMIN_KEY", ADMIN_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    (child, addr)
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
-
-/// SIGTERM, then the exit code and everything it wrote to stderr.
-fn stop(mut child: Child) -> (i32, String) {
-    signal(&child, "-TERM");
-    for _ in 0..300 {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    panic!("tollgate did not exit within 30 s");
-}
-
 fn config_file(dir: &Path, base_url: &str, extra: &str) -> PathBuf {
     let path = dir.join("tollgate.toml");
     std::fs::write(&path, config_toml(base_url, &dir.join("t.db"), extra)).unwrap();
@@ -428,7 +373,7 @@ async fn imported_prices_bill_requests_after_start_and_after_sighup() {
     )
     .unwrap();
     ok(d, &["prices", "import", "a.json", "--config", cfg]);
-    let (child, addr) = serve(d, &config);
+    let Served { child, addr } = serve(&["--config", cfg], d, &[]);
     let ask = || {
         client()
             .post(format!("http://{addr}/v1/chat/completions"))
@@ -474,7 +419,7 @@ async fn serve_warns_when_the_builtin_prices_are_older_than_the_limit() {
     for (limit, warned) in [(1, true), (36_500, false)] {
         let extra = format!("[ledger]\nbuiltin_prices_max_age_days = {limit}\n");
         let config = config_file(d, &mock.base_url(), &extra);
-        let (child, _) = serve(d, &config);
+        let child = serve(&["--config", config.to_str().unwrap()], d, &[]).child;
         let (code, err) = tokio::task::spawn_blocking(move || stop(child))
             .await
             .unwrap();

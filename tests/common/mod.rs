@@ -2,6 +2,10 @@
 //! real SQLite file in a temp dir) in front of the mock upstream.
 #![allow(dead_code)]
 
+mod binary;
+#[allow(unused_imports)]
+pub use binary::*;
+
 use rusqlite::{Connection, OpenFlags};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -135,8 +135,10 @@ impl App {
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());
         let auth = ClientAuth::new(reads.clone(), config.failed_auth);
+        let modules = RwLock::new(Arc::new(config.modules.clone()));
         let state = Arc::new(AppState {
             config,
+            modules,
             prices,
             router: RwLock::new(Arc::new(router)),
             client,

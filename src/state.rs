@@ -28,6 +28,9 @@ pub struct AppState {
     pub auth: ClientAuth,
     pub admin: AdminAuth,
     pub vault: Vault,
+    /// The modules' switches and settings in force: the config file's,
+    /// then the database's runtime settings on top; swapped whole.
+    pub(crate) modules: RwLock<Arc<tollgate_modules::ModuleSettings>>,
     /// Per-key request, token and concurrency limits (`[modules.rate_limit]`).
     pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
     /// Price overrides from the config file (the database's come on top).
@@ -41,6 +44,19 @@ impl AppState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The modules' settings in force.
+    pub fn modules(&self) -> Arc<tollgate_modules::ModuleSettings> {
+        self.modules
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts new module settings in force for the requests that start next.
+    pub fn set_modules(&self, next: tollgate_modules::ModuleSettings) {
+        *self.modules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
     }
 
     /// Rebuilds routing after an alias change: config aliases, then the

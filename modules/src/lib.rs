@@ -9,6 +9,9 @@
 //! lives as long as the request, which a verdict cannot carry).
 
 pub mod rate_limit;
+pub mod settings;
+
+pub use settings::ModuleSettings;
 
 /// What a module sees of a request before it goes upstream.
 #[derive(Debug, Clone)]

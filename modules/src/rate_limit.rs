@@ -41,6 +41,64 @@ impl Limits {
     }
 }
 
+/// `[modules.rate_limit]`: the switch, and the limits of keys that set none
+/// of their own (0: unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub enabled: bool,
+    pub rpm: u64,
+    pub tpm: u64,
+    pub max_parallel: u64,
+    /// The tokens reserved for output when a request names no `max_tokens`.
+    pub default_max_tokens: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            enabled: true,
+            rpm: 0,
+            tpm: 0,
+            max_parallel: 0,
+            default_max_tokens: 4096,
+        }
+    }
+}
+
+/// The most tokens one request may be assumed to produce.
+pub const MAX_DEFAULT_MAX_TOKENS: u64 = 100_000_000;
+
+impl Settings {
+    pub fn validate(&self) -> Result<(), crate::settings::Invalid> {
+        use crate::settings::Invalid;
+        for (field, v) in [("rpm", self.rpm), ("max_parallel", self.max_parallel)] {
+            if u32::try_from(v).is_err() {
+                return Err(Invalid::new(
+                    field,
+                    format!("must be between 0 (unlimited) and {}", u32::MAX),
+                ));
+            }
+        }
+        if self.default_max_tokens > MAX_DEFAULT_MAX_TOKENS {
+            return Err(Invalid::new(
+                "default_max_tokens",
+                format!("must be between 0 and {MAX_DEFAULT_MAX_TOKENS}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The default limits (validated settings fit; larger values saturate).
+    pub fn limits(&self) -> Limits {
+        Limits {
+            rpm: u32::try_from(self.rpm).unwrap_or(u32::MAX),
+            tpm: self.tpm,
+            max_parallel: u32::try_from(self.max_parallel).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 /// One limited dimension after a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dimension {

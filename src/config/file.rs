@@ -3,7 +3,7 @@
 
 use super::{
     AuditConfig, AuthThrottleConfig, Config, ConfigError, ConnectionConfig, MetricsConfig,
-    Protocol, ProviderConfig, RateLimitConfig, StoreConfig, UpstreamConfig, WriterConfig, invalid,
+    Protocol, ProviderConfig, StoreConfig, UpstreamConfig, WriterConfig, invalid,
 };
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
@@ -27,7 +27,7 @@ pub struct FileConfig {
     pub vault: VaultSection,
     pub metrics: MetricsSection,
     pub ledger: LedgerSection,
-    pub modules: ModulesSection,
+    pub modules: tollgate_modules::ModuleSettings,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, String>,
     pub prices: BTreeMap<String, PriceSpec>,
@@ -46,7 +46,7 @@ impl Default for FileConfig {
             vault: VaultSection::default(),
             metrics: MetricsSection::default(),
             ledger: LedgerSection::default(),
-            modules: ModulesSection::default(),
+            modules: Default::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
             prices: BTreeMap::new(),
@@ -199,34 +199,6 @@ impl Default for LedgerSection {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ModulesSection {
-    pub rate_limit: RateLimitSection,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitSection {
-    pub enabled: bool,
-    pub rpm: u64,
-    pub tpm: u64,
-    pub max_parallel: u64,
-    pub default_max_tokens: u64,
-}
-
-impl Default for RateLimitSection {
-    fn default() -> Self {
-        RateLimitSection {
-            enabled: true,
-            rpm: 0,
-            tpm: 0,
-            max_parallel: 0,
-            default_max_tokens: 4096,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct VaultSection {
     pub master_key_file: PathBuf,
 }
@@ -370,22 +342,9 @@ impl FileConfig {
                 "must be between 0 (never warn) and 36500",
             ));
         }
-        let rl = &self.modules.rate_limit;
-        let rate_limit = RateLimitConfig {
-            enabled: rl.enabled,
-            defaults: tollgate_modules::rate_limit::Limits {
-                rpm: u32_or_zero("modules.rate_limit.rpm", rl.rpm)?,
-                tpm: rl.tpm,
-                max_parallel: u32_or_zero("modules.rate_limit.max_parallel", rl.max_parallel)?,
-            },
-            default_max_tokens: rl.default_max_tokens,
-        };
-        if rl.default_max_tokens > 100_000_000 {
-            return Err(invalid(
-                "modules.rate_limit.default_max_tokens",
-                "must be between 0 and 100000000",
-            ));
-        }
+        self.modules
+            .validate()
+            .map_err(|e| invalid(format!("modules.{}", e.field), e.reason))?;
         let failed_auth = AuthThrottleConfig {
             per_minute: in_u32_range("auth.failed_per_minute", self.auth.failed_per_minute)?,
             burst: in_u32_range("auth.failed_burst", self.auth.failed_burst)?,
@@ -471,7 +430,7 @@ impl FileConfig {
             },
             require_client_key: self.auth.require_client_key,
             failed_auth,
-            rate_limit,
+            modules: self.modules,
             master_key_file: non_empty(self.vault.master_key_file),
             builtin_prices_max_age_days: self.ledger.builtin_prices_max_age_days,
             providers,
@@ -482,10 +441,6 @@ impl FileConfig {
 }
 
 /// 0..=u32::MAX (0: unlimited).
-fn u32_or_zero(key: &str, value: u64) -> Result<u32, ConfigError> {
-    u32::try_from(value).map_err(|_| invalid(key, "must be between 0 (unlimited) and 4294967295"))
-}
-
 /// 1..=u32::MAX, as the rate limiter takes it.
 fn in_u32_range(key: &str, v: u64) -> Result<std::num::NonZeroU32, ConfigError> {
     u32::try_from(v)

@@ -76,8 +76,9 @@ pub struct Config {
     pub require_client_key: bool,
     /// How fast one client address may fail authentication.
     pub failed_auth: AuthThrottleConfig,
-    /// `[modules.rate_limit]`: the limits of keys without their own.
-    pub rate_limit: RateLimitConfig,
+    /// `[modules.NAME]` as the file sets them; the database's runtime
+    /// settings go on top (`AppState::modules`).
+    pub modules: tollgate_modules::ModuleSettings,
     /// Where the vault's master key lives, when not in the environment.
     pub master_key_file: Option<PathBuf>,
     /// `serve` warns when the built-in price table is older (0: never).
@@ -94,16 +95,6 @@ pub struct Config {
 pub struct AuthThrottleConfig {
     pub per_minute: std::num::NonZeroU32,
     pub burst: std::num::NonZeroU32,
-}
-
-/// Per-key rate limits: `defaults` apply to each key for the dimensions it
-/// sets no limit of its own for (0: unlimited).
-#[derive(Clone, Copy, Debug)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
-    pub defaults: tollgate_modules::rate_limit::Limits,
-    /// The tokens reserved for output when a request names no `max_tokens`.
-    pub default_max_tokens: u64,
 }
 
 #[derive(Clone, Debug)]

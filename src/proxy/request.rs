@@ -176,11 +176,12 @@ fn admit(
     meta: &Meta<'_>,
     body_len: usize,
 ) -> Result<Option<Ticket>, ProxyError> {
-    let config = &state.config.rate_limit;
+    let modules = state.modules();
+    let config = &modules.rate_limit;
     if !config.enabled {
         return Ok(None);
     }
-    let defaults = config.defaults;
+    let defaults = config.limits();
     let own = key.map(|k| k.limits).unwrap_or_default();
     let limits = Limits {
         rpm: own.rpm.unwrap_or(defaults.rpm),

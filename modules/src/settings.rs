@@ -1,0 +1,153 @@
+//! Every module's switch and settings as one value, swapped whole when an
+//! operator changes one at runtime.
+//!
+//! The same types read the config file's `[modules.NAME]` tables and the
+//! admin API's `PUT /admin/v1/modules/{name}` bodies, so both are validated
+//! by one set of rules. A runtime change is a *patch*: the members it names
+//! replace the module's current ones and the rest are kept; the merged
+//! module is then read back through its type (unknown members refused) and
+//! checked by [`ModuleSettings::validate`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::rate_limit;
+
+/// The modules an operator can switch, in the order the admin API lists them.
+pub const NAMES: &[&str] = &["rate_limit"];
+
+/// All modules' settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModuleSettings {
+    pub rate_limit: rate_limit::Settings,
+}
+
+/// A setting that does not hold; `field` is the member's name within its
+/// module (`rpm`), or the module's name when the module is unknown.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
+        Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl ModuleSettings {
+    /// Checks every module; the error names `module.field`.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let prefixed =
+            |module: &str, e: Invalid| Invalid::new(format!("{module}.{}", e.field), e.reason);
+        self.rate_limit
+            .validate()
+            .map_err(|e| prefixed("rate_limit", e))?;
+        Ok(())
+    }
+
+    /// One module's settings as a JSON object.
+    pub fn get(&self, name: &str) -> Option<Value> {
+        if !NAMES.contains(&name) {
+            return None;
+        }
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut all)) => all.remove(name),
+            _ => None,
+        }
+    }
+
+    /// Whether the module is switched on.
+    pub fn enabled(&self, name: &str) -> Option<bool> {
+        self.get(name)?.get("enabled")?.as_bool()
+    }
+
+    /// These settings with `patch`'s members replacing module `name`'s,
+    /// validated. Errors name the member (`rpm`), or the module when it is
+    /// unknown or the patch is not an object.
+    pub fn with(&self, name: &str, patch: &Value) -> Result<ModuleSettings, Invalid> {
+        let Some(Value::Object(mut current)) = self.get(name) else {
+            return Err(Invalid::new(
+                name,
+                format!("no such module (known: {})", NAMES.join(", ")),
+            ));
+        };
+        let Value::Object(patch) = patch else {
+            return Err(Invalid::new(name, "settings must be a JSON object"));
+        };
+        for (k, v) in patch {
+            if !current.contains_key(k) {
+                return Err(Invalid::new(
+                    k.as_str(),
+                    format!("module {name} has no such setting"),
+                ));
+            }
+            current.insert(k.clone(), v.clone());
+        }
+        let Ok(Value::Object(mut all)) = serde_json::to_value(self) else {
+            return Err(Invalid::new(name, "settings cannot be represented"));
+        };
+        all.insert(name.to_string(), Value::Object(current));
+        let next: ModuleSettings = serde_json::from_value(Value::Object(all))
+            .map_err(|e| Invalid::new(first_named_member(patch).unwrap_or(name), e.to_string()))?;
+        next.validate().map_err(|e| {
+            // `rate_limit.rpm` → `rpm` within the module being changed.
+            let prefix = format!("{name}.");
+            match e.field.strip_prefix(&prefix) {
+                Some(field) => Invalid::new(field, e.reason),
+                None => e,
+            }
+        })?;
+        Ok(next)
+    }
+}
+
+/// When the patch names one member, a type error is about that member.
+fn first_named_member(patch: &Map<String, Value>) -> Option<&str> {
+    (patch.len() == 1)
+        .then(|| patch.keys().next().map(String::as_str))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_replaces_only_the_members_it_names() {
+        let base = ModuleSettings::default();
+        let next = base
+            .with("rate_limit", &json!({"rpm": 7, "enabled": false}))
+            .unwrap();
+        assert_eq!(next.rate_limit.rpm, 7);
+        assert!(!next.rate_limit.enabled);
+        assert_eq!(next.rate_limit.tpm, base.rate_limit.tpm);
+        assert_eq!(next.enabled("rate_limit"), Some(false));
+    }
+
+    #[test]
+    fn bad_patches_name_what_is_wrong() {
+        let base = ModuleSettings::default();
+        let err = |name: &str, patch: Value| base.with(name, &patch).unwrap_err().field;
+        assert_eq!(err("nope", json!({})), "nope");
+        assert_eq!(err("rate_limit", json!({"rpn": 1})), "rpn");
+        assert_eq!(err("rate_limit", json!({"rpm": -1})), "rpm");
+        assert_eq!(err("rate_limit", json!({"rpm": "ten"})), "rpm");
+        assert_eq!(err("rate_limit", json!({"rpm": 5_000_000_000u64})), "rpm");
+        assert_eq!(err("rate_limit", json!([1])), "rate_limit");
+    }
+}

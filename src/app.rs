@@ -96,6 +96,8 @@ impl App {
             &config,
             access_sql::aliases(&conn).map_err(StoreError::from)?,
         );
+        let stored_modules = access_sql::module_overrides(&conn).map_err(StoreError::from)?;
+        let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
         let books = Books {
             prices: prices.clone(),
             key,
@@ -135,7 +137,7 @@ impl App {
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());
         let auth = ClientAuth::new(reads.clone(), config.failed_auth);
-        let modules = RwLock::new(Arc::new(config.modules.clone()));
+        let modules = RwLock::new(Arc::new(modules));
         let state = Arc::new(AppState {
             config,
             modules,
@@ -201,6 +203,7 @@ impl App {
         } = self;
         let grace = state.config.shutdown_grace;
         let shutdown = shutdown.boxed().shared();
+        let watcher = tokio::spawn(watch_module_settings(Arc::downgrade(&state)));
         let main = serve(
             listener,
             state.clone(),
@@ -215,12 +218,44 @@ impl App {
             }
             None => main.await,
         }
+        watcher.abort();
         drop(state);
         let joined = tokio::task::spawn_blocking(move || writer.join()).await;
         if joined.is_err() {
             tracing::error!("the writer could not be joined");
         }
         tracing::info!("shutdown complete");
+    }
+}
+
+/// How often a running server looks for module settings changed by another
+/// process (`tollgate modules enable|disable`).
+pub const MODULE_SETTINGS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Puts module settings changed in the database by another process in
+/// force within [`MODULE_SETTINGS_POLL`]. Weak: it must not keep the
+/// writer's queue open at shutdown.
+async fn watch_module_settings(state: std::sync::Weak<AppState>) {
+    let mut last = None;
+    loop {
+        tokio::time::sleep(MODULE_SETTINGS_POLL).await;
+        let Some(state) = state.upgrade() else { return };
+        match state.reads.read(access_sql::module_overrides).await {
+            Ok(stored) if last.as_ref() != Some(&stored) => {
+                if last.is_some() {
+                    tracing::info!("module settings changed in the database; now in force");
+                }
+                state.set_modules(crate::module_settings::in_force(
+                    &state.config.modules,
+                    &stored,
+                ));
+                last = Some(stored);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read module settings; the ones in force stay")
+            }
+        }
     }
 }
 

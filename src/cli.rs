@@ -29,6 +29,9 @@ pub enum Command {
     /// Client keys: issue, list, revoke.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Runtime-toggleable modules: list, switch on or off, reconfigure.
+    #[command(subcommand)]
+    Modules(ModulesCommand),
     /// Provider API keys stored encrypted in the database.
     #[command(subcommand)]
     Providers(ProvidersCommand),
@@ -142,6 +145,46 @@ impl LimitArgs {
             budget_window: self.budget_window,
         }
     }
+}
+
+/// Module settings changed here are stored in the database, audited, win
+/// over the config file's `[modules.NAME]` and reach a running gateway
+/// within a second.
+#[derive(Debug, Subcommand)]
+pub enum ModulesCommand {
+    /// Every module: on or off, its settings, and where they come from.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Switch a module on.
+    Enable {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+    },
+    /// Switch a module off.
+    Disable {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+    },
+    /// Change a module's settings: `tollgate modules set rate_limit rpm=60`.
+    Set {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+        #[arg(value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
+    },
+    /// Drop a module's runtime settings: the config file's apply again.
+    Reset {
+        #[command(flatten)]
+        db: DbArgs,
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

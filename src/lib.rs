@@ -14,6 +14,7 @@ pub mod counters;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod module_settings;
 pub mod private_files;
 pub mod providers;
 pub mod proxy;

@@ -4,8 +4,8 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate::cli::{
-    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, PricesCommand, ProvidersCommand,
-    ReportCommand, ServeArgs, VaultCommand, VerifyArgs,
+    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, ModulesCommand, PricesCommand,
+    ProvidersCommand, ReportCommand, ServeArgs, VaultCommand, VerifyArgs,
 };
 use tollgate::commands;
 use tollgate::config::{Config, ConfigError, ProcessEnv};
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Prices(cmd) => prices(cmd),
+        Command::Modules(cmd) => modules(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -375,6 +376,38 @@ fn keys(cmd: KeysCommand) -> Result<(), Failure> {
             println!("{}", commands::keys::revoke(&mut conn, &key, &id)?);
         }
     }
+    Ok(())
+}
+
+fn modules(cmd: ModulesCommand) -> Result<(), Failure> {
+    use commands::modules::{list, patch_from_pairs, reset, set};
+    let switch = |on: bool| serde_json::json!({ "enabled": on });
+    let line = match cmd {
+        ModulesCommand::List { db, json } => {
+            let config = load(db.config.as_deref(), None, db.db.clone())?;
+            let conn = open_existing(&db)?;
+            print!("{}", list(&config.modules, &conn, json)?);
+            return Ok(());
+        }
+        ModulesCommand::Enable { db, name } => {
+            let (config, mut conn, key) = admin_db(&db)?;
+            set(&config.modules, &mut conn, &key, &name, &switch(true))?
+        }
+        ModulesCommand::Disable { db, name } => {
+            let (config, mut conn, key) = admin_db(&db)?;
+            set(&config.modules, &mut conn, &key, &name, &switch(false))?
+        }
+        ModulesCommand::Set { db, name, settings } => {
+            let patch = patch_from_pairs(&settings)?;
+            let (config, mut conn, key) = admin_db(&db)?;
+            set(&config.modules, &mut conn, &key, &name, &patch)?
+        }
+        ModulesCommand::Reset { db, name } => {
+            let (config, mut conn, key) = admin_db(&db)?;
+            reset(&config.modules, &mut conn, &key, &name)?
+        }
+    };
+    println!("{line}");
     Ok(())
 }
 

@@ -59,6 +59,17 @@ impl AppState {
         *self.modules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
     }
 
+    /// Puts the config file's module settings with the database's runtime
+    /// overrides on top in force.
+    pub async fn reload_modules(&self) -> Result<(), StoreError> {
+        let stored = self.reads.read(access_sql::module_overrides).await?;
+        self.set_modules(crate::module_settings::in_force(
+            &self.config.modules,
+            &stored,
+        ));
+        Ok(())
+    }
+
     /// Rebuilds routing after an alias change: config aliases, then the
     /// database's on top.
     pub async fn reload_aliases(&self) -> Result<(), StoreError> {

@@ -75,6 +75,20 @@ impl ModuleSettings {
         self.get(name)?.get("enabled")?.as_bool()
     }
 
+    /// These settings with module `name` read from `module` (not validated).
+    fn read_with(
+        &self,
+        name: &str,
+        module: Map<String, Value>,
+    ) -> Result<ModuleSettings, serde_json::Error> {
+        let mut all = match serde_json::to_value(self) {
+            Ok(Value::Object(all)) => all,
+            _ => Map::new(),
+        };
+        all.insert(name.to_string(), Value::Object(module));
+        serde_json::from_value(Value::Object(all))
+    }
+
     /// These settings with `patch`'s members replacing module `name`'s,
     /// validated. Errors name the member (`rpm`), or the module when it is
     /// unknown or the patch is not an object.
@@ -97,12 +111,19 @@ impl ModuleSettings {
             }
             current.insert(k.clone(), v.clone());
         }
-        let Ok(Value::Object(mut all)) = serde_json::to_value(self) else {
-            return Err(Invalid::new(name, "settings cannot be represented"));
-        };
-        all.insert(name.to_string(), Value::Object(current));
-        let next: ModuleSettings = serde_json::from_value(Value::Object(all))
-            .map_err(|e| Invalid::new(first_named_member(patch).unwrap_or(name), e.to_string()))?;
+        let next = self.read_with(name, current).map_err(|e| {
+            // The message of a type error does not say which member; the
+            // first member that fails alone is the one.
+            let culprit = patch.iter().find(|(k, v)| {
+                let mut alone = self
+                    .get(name)
+                    .and_then(|m| m.as_object().cloned())
+                    .unwrap_or_default();
+                alone.insert((*k).clone(), (*v).clone());
+                self.read_with(name, alone).is_err()
+            });
+            Invalid::new(culprit.map_or(name, |(k, _)| k.as_str()), e.to_string())
+        })?;
         next.validate().map_err(|e| {
             // `rate_limit.rpm` → `rpm` within the module being changed.
             let prefix = format!("{name}.");
@@ -113,13 +134,6 @@ impl ModuleSettings {
         })?;
         Ok(next)
     }
-}
-
-/// When the patch names one member, a type error is about that member.
-fn first_named_member(patch: &Map<String, Value>) -> Option<&str> {
-    (patch.len() == 1)
-        .then(|| patch.keys().next().map(String::as_str))
-        .flatten()
 }
 
 #[cfg(test)]

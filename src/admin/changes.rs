@@ -150,3 +150,41 @@ pub fn revocable(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, K
     }
     Ok(key)
 }
+
+/// `PUT /admin/v1/modules/{name}` / `tollgate modules enable|disable`: the
+/// module's runtime overrides replaced; `detail` has the settings in force
+/// before and after.
+pub fn set_module(
+    actor: &str,
+    name: &str,
+    overrides: serde_json::Map<String, Value>,
+    old: Value,
+    new: Value,
+) -> AdminEntry {
+    let stored = Value::Object(overrides);
+    entry(
+        actor,
+        "module.set",
+        format!("module:{name}"),
+        json!({"name": name, "overrides": stored, "old": old, "new": new}),
+        Mutation::SetModule {
+            name: name.to_string(),
+            overrides: stored.to_string(),
+            at_ms: crate::trace::now_ms(),
+        },
+    )
+}
+
+/// `DELETE /admin/v1/modules/{name}` / `tollgate modules reset`: back to the
+/// config file's settings.
+pub fn reset_module(actor: &str, name: &str, old: Value, new: Value) -> AdminEntry {
+    entry(
+        actor,
+        "module.reset",
+        format!("module:{name}"),
+        json!({"name": name, "old": old, "new": new}),
+        Mutation::ResetModule {
+            name: name.to_string(),
+        },
+    )
+}

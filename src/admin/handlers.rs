@@ -6,6 +6,7 @@ use super::changes::{self, KeyRefusal};
 use super::error::AdminError;
 use crate::access::limits::LimitsEdit;
 use crate::ledger::prices::PriceSpec;
+use crate::module_settings;
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::AdminEntry;
@@ -320,6 +321,100 @@ pub async fn delete_alias(state: &AppState, name: &str) -> Result<Reply> {
     .await?;
     state.reload_aliases().await.map_err(AdminError::internal)?;
     Ok(Reply::no_content())
+}
+
+async fn module_overrides(
+    state: &AppState,
+) -> Result<std::collections::BTreeMap<String, access_sql::ModuleOverrides>> {
+    state
+        .reads
+        .read(access_sql::module_overrides)
+        .await
+        .map_err(AdminError::internal)
+}
+
+fn bad_setting(module: &str, e: tollgate_modules::settings::Invalid) -> AdminError {
+    AdminError::BadRequest(if e.field == module || e.field == "module" {
+        e.reason
+    } else {
+        format!("invalid value for {module}.{}: {}", e.field, e.reason)
+    })
+}
+
+pub async fn list_modules(state: &AppState) -> Result<Reply> {
+    let stored = module_overrides(state).await?;
+    Ok(Reply::ok(json!({
+        "modules": module_settings::views(&state.modules(), &stored)
+    })))
+}
+
+pub async fn get_module(state: &AppState, name: &str) -> Result<Reply> {
+    module_settings::known(name).map_err(|e| AdminError::NotFound(e.reason))?;
+    let stored = module_overrides(state).await?;
+    Ok(Reply::ok(module_settings::view(
+        name,
+        &state.modules(),
+        stored.get(name),
+    )))
+}
+
+/// The members named replace the module's; validated against the whole
+/// module before anything is stored.
+pub async fn put_module(state: &AppState, name: &str, body: &[u8]) -> Result<Reply> {
+    module_settings::known(name).map_err(|e| bad_setting(name, e))?;
+    let patch: Value = parse(body)?;
+    let mut stored = module_overrides(state).await?;
+    let file = &state.config.modules;
+    let overrides = module_settings::patched(file, stored.get(name), name, &patch)
+        .map_err(|e| bad_setting(name, e))?;
+    let old = module_settings::in_force(file, &stored);
+    stored.insert(
+        name.to_string(),
+        access_sql::ModuleOverrides {
+            overrides: Value::Object(overrides.clone()).to_string(),
+            updated_at_ms: now_ms(),
+        },
+    );
+    let new = module_settings::in_force(file, &stored);
+    commit(
+        state,
+        changes::set_module(
+            ACTOR,
+            name,
+            overrides,
+            old.get(name).unwrap_or_default(),
+            new.get(name).unwrap_or_default(),
+        ),
+    )
+    .await?;
+    state.reload_modules().await.map_err(AdminError::internal)?;
+    get_module(state, name).await
+}
+
+/// Back to the config file's settings.
+pub async fn reset_module(state: &AppState, name: &str) -> Result<Reply> {
+    module_settings::known(name).map_err(|e| AdminError::NotFound(e.reason))?;
+    let mut stored = module_overrides(state).await?;
+    let file = &state.config.modules;
+    let old = module_settings::in_force(file, &stored);
+    if stored.remove(name).is_none() {
+        return Err(AdminError::NotFound(format!(
+            "module {name} has no runtime settings: the config file's are in force"
+        )));
+    }
+    let new = module_settings::in_force(file, &stored);
+    commit(
+        state,
+        changes::reset_module(
+            ACTOR,
+            name,
+            old.get(name).unwrap_or_default(),
+            new.get(name).unwrap_or_default(),
+        ),
+    )
+    .await?;
+    state.reload_modules().await.map_err(AdminError::internal)?;
+    get_module(state, name).await
 }
 
 pub async fn list_prices(state: &AppState) -> Result<Reply> {

@@ -82,6 +82,10 @@ where
         (&Method::GET, ["aliases"]) => handlers::list_aliases(s).await,
         (&Method::PUT, ["aliases", name]) => handlers::set_alias(s, name, &body).await,
         (&Method::DELETE, ["aliases", name]) => handlers::delete_alias(s, name).await,
+        (&Method::GET, ["modules"]) => handlers::list_modules(s).await,
+        (&Method::GET, ["modules", name]) => handlers::get_module(s, name).await,
+        (&Method::PUT, ["modules", name]) => handlers::put_module(s, name, &body).await,
+        (&Method::DELETE, ["modules", name]) => handlers::reset_module(s, name).await,
         (&Method::GET, ["prices"]) => handlers::list_prices(s).await,
         (&Method::PUT, ["prices", provider, model]) => {
             handlers::set_price(s, provider, model, &body).await
@@ -108,7 +112,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["keys", _, "revoke"] | ["vault", "rotate"] => "POST",
         ["keys", _] => "PATCH, DELETE",
         ["provider-keys", _] => "DELETE",
-        ["aliases"] | ["prices"] => "GET",
+        ["aliases"] | ["prices"] | ["modules"] => "GET",
+        ["modules", _] => "GET, PUT, DELETE",
         ["aliases", _] | ["prices", _, _] => "PUT, DELETE",
         _ => return None,
     })

@@ -1,8 +1,9 @@
-//! Administrative CLI commands (`keys`, `providers`, `vault`, `prices`). They work on
+//! Administrative CLI commands (`keys`, `modules`, `providers`, `vault`, `prices`). They work on
 //! the database directly, in their own process, whether or not `serve` is
 //! running: each change commits with its audit entry in one transaction.
 
 pub mod keys;
+pub mod modules;
 pub mod prices;
 pub mod vault;
 

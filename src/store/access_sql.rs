@@ -1,5 +1,6 @@
 //! SQL for access control and runtime settings: client keys, admin
-//! credentials, sealed provider keys, aliases, price overrides. Every change
+//! credentials, sealed provider keys, aliases, price overrides, module
+//! settings. Every change
 //! is a [`Mutation`], applied by [`apply`] inside the transaction that also
 //! appends its audit entry — in the writer thread when `serve` makes it, in
 //! the CLI's own transaction otherwise.
@@ -138,6 +139,16 @@ pub enum Mutation {
     EnableProviderKey {
         id: String,
     },
+    /// A module's runtime overrides replaced (`overrides`: a JSON object).
+    SetModule {
+        name: String,
+        overrides: String,
+        at_ms: i64,
+    },
+    /// A module back to the config file's settings.
+    ResetModule {
+        name: String,
+    },
     /// Several changes under one audit entry (e.g. `prices import`'s
     /// `SetPrice`s), applied in order; all or none.
     Many(Vec<Mutation>),
@@ -236,6 +247,16 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
             "DELETE FROM price_overrides WHERE provider = ?1 AND model = ?2",
             params![provider, model],
         )?),
+        Mutation::SetModule { name, overrides, at_ms } => conn
+            .execute(
+                "INSERT INTO module_settings (name, overrides, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET overrides = excluded.overrides, updated_at_ms = excluded.updated_at_ms",
+                params![name, overrides, at_ms],
+            )
+            .map(drop),
+        Mutation::ResetModule { name } => {
+            changed(conn.execute("DELETE FROM module_settings WHERE name = ?1", [name])?)
+        }
         Mutation::Many(all) => all.iter().try_for_each(|m| apply(conn, m)),
     }
 }
@@ -351,6 +372,29 @@ pub fn provider_keys(conn: &Connection) -> rusqlite::Result<Vec<ProviderKeyRow>>
 pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
     conn.prepare("SELECT name, target FROM aliases")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect()
+}
+
+/// A module's runtime overrides as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleOverrides {
+    /// A JSON object: the members set at runtime.
+    pub overrides: String,
+    pub updated_at_ms: i64,
+}
+
+/// Every module's runtime overrides, by module name.
+pub fn module_overrides(conn: &Connection) -> rusqlite::Result<BTreeMap<String, ModuleOverrides>> {
+    conn.prepare("SELECT name, overrides, updated_at_ms FROM module_settings")?
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                ModuleOverrides {
+                    overrides: r.get(1)?,
+                    updated_at_ms: r.get(2)?,
+                },
+            ))
+        })?
         .collect()
 }
 

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0005_key_limits.sql",
         include_str!("../../migrations/0005_key_limits.sql"),
     ),
+    (
+        6,
+        "0006_module_settings.sql",
+        include_str!("../../migrations/0006_module_settings.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

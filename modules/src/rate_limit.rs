@@ -1,23 +1,36 @@
 //! Per-key rate limits: requests per minute, tokens per minute and requests
 //! in flight at once, decided at admission and settled when a request ends.
 //!
-//! Requests and tokens are counted in a fixed one-minute window per key that
-//! opens with the key's first request after the last one closed. A fixed
-//! window (rather than governor's GCRA) is used because the refusal must
-//! tell the client exact numbers — limit, remaining and reset per dimension,
-//! as the providers' `x-ratelimit-*` headers do — and a window has them.
+//! Requests per minute are a GCRA per key (the `governor` crate): a key may
+//! send its whole `rpm` at once, then one more every `60 s / rpm`, so there
+//! is no window edge at which twice the limit gets through. Remaining is
+//! governor's burst capacity after the request; reset, the time until the
+//! key could burst its whole `rpm` again.
 //!
-//! Tokens are *reserved* at admission (the caller's estimate of input plus
+//! Tokens per minute are counted in a fixed one-minute window per key that
+//! opens with the key's first request after the last one closed (a GCRA
+//! cannot take back what a request reserved but did not use). Tokens are
+//! *reserved* at admission (the caller's estimate of input plus
 //! the most output the request may produce) and settled with the actual
 //! count when the request ends: the unused part is given back; use beyond
 //! the reservation is added, and whatever exceeds the limit when the window
 //! closes is carried as debt into the next one. A request whose usage is
 //! unknown keeps its reservation.
 //!
+//! A refused request counts against nothing: the checks that only look come
+//! first, and governor's (which takes a cell only when it admits) last.
+//!
 //! Memory is bounded: every [`PRUNE_EVERY`] admissions, keys with nothing
-//! in flight whose window has closed are forgotten.
+//! in flight, whose token window has closed and whose request rate has
+//! fully recovered are forgotten (forgetting them changes nothing).
 
+use governor::clock::Clock;
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{NotUntil, Quota};
 use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -154,25 +167,121 @@ pub fn ceil_secs(d: Duration) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
+/// Governor's clock, set to the admission's instant just before each check.
+/// Checks run with the keys' map locked, so none sees another's time; and
+/// a caller-given instant lets tests move time.
+#[derive(Clone, Debug)]
+struct AdmissionClock {
+    base: Instant,
+    offset_ns: Arc<AtomicU64>,
+}
+
+impl AdmissionClock {
+    fn new() -> AdmissionClock {
+        AdmissionClock {
+            base: Instant::now(),
+            offset_ns: Arc::default(),
+        }
+    }
+
+    fn set(&self, now: Instant) {
+        let ns = now.saturating_duration_since(self.base).as_nanos();
+        self.offset_ns
+            .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
+impl Clock for AdmissionClock {
+    type Instant = Instant;
+
+    fn now(&self) -> Instant {
+        self.base + Duration::from_nanos(self.offset_ns.load(Ordering::Relaxed))
+    }
+}
+
+type Gcra =
+    governor::RateLimiter<NotKeyed, InMemoryState, AdmissionClock, StateInformationMiddleware>;
+
+/// A key's requests-per-minute GCRA, built for one `rpm` (a new limit gets
+/// a new one).
+struct Requests {
+    rpm: NonZeroU32,
+    gcra: Gcra,
+    /// Burst capacity after the last admission, and when: what a refusal by
+    /// another limit reports without taking a cell.
+    remaining: u32,
+    at: Instant,
+}
+
+impl std::fmt::Debug for Requests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Requests")
+            .field("rpm", &self.rpm)
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+impl Requests {
+    fn new(rpm: NonZeroU32, clock: &AdmissionClock, now: Instant) -> Requests {
+        Requests {
+            rpm,
+            gcra: governor::RateLimiter::direct_with_clock(Quota::per_minute(rpm), clock.clone())
+                .with_middleware::<StateInformationMiddleware>(),
+            remaining: rpm.get(),
+            at: now,
+        }
+    }
+
+    /// The time one request's cell takes to come back.
+    fn period(&self) -> Duration {
+        WINDOW / self.rpm.get()
+    }
+
+    /// Until `remaining` is back to the whole `rpm`.
+    fn reset(&self, remaining: u32) -> Duration {
+        self.period() * self.rpm.get().saturating_sub(remaining)
+    }
+
+    /// The burst capacity now, from the last admission and the time since
+    /// (cells come back one per period).
+    fn remaining_now(&self, now: Instant) -> u32 {
+        let back =
+            now.saturating_duration_since(self.at).as_nanos() / self.period().as_nanos().max(1);
+        let back = u32::try_from(back).unwrap_or(u32::MAX);
+        self.remaining.saturating_add(back).min(self.rpm.get())
+    }
+
+    fn dimension(&self, remaining: u32) -> Dimension {
+        Dimension {
+            limit: self.rpm.get().into(),
+            remaining: remaining.into(),
+            reset: self.reset(remaining),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct KeyState {
     window_start: Instant,
-    requests: u32,
     tokens: u64,
     in_flight: u32,
+    requests: Option<Requests>,
+    last_admitted: Instant,
 }
 
 impl KeyState {
     fn new(now: Instant) -> KeyState {
         KeyState {
             window_start: now,
-            requests: 0,
             tokens: 0,
             in_flight: 0,
+            requests: None,
+            last_admitted: now,
         }
     }
 
-    /// Opens a new window when the current one has closed, carrying token
+    /// Opens a new token window when the current one has closed, carrying
     /// use beyond `tpm` into it when it follows directly.
     fn roll(&mut self, now: Instant, tpm: u64) {
         let elapsed = now.saturating_duration_since(self.window_start);
@@ -184,22 +293,57 @@ impl KeyState {
         } else {
             0
         };
-        self.requests = 0;
         self.window_start = now;
     }
 
-    fn reset(&self, now: Instant) -> Duration {
-        (self.window_start + WINDOW).saturating_duration_since(now)
+    /// Whether forgetting this key would change nothing.
+    fn idle(&self, now: Instant) -> bool {
+        self.in_flight == 0
+            && now.saturating_duration_since(self.window_start) >= WINDOW
+            && now.saturating_duration_since(self.last_admitted) >= WINDOW
     }
 
-    fn status(&self, limits: Limits, now: Instant) -> Status {
-        let reset = self.reset(now);
+    /// The GCRA for `rpm`. When the limit changed, a new one that starts
+    /// with the requests the old one still counted as used.
+    fn requests_for(
+        &mut self,
+        rpm: NonZeroU32,
+        clock: &AdmissionClock,
+        now: Instant,
+    ) -> &mut Requests {
+        match &mut self.requests {
+            Some(r) if r.rpm == rpm => {}
+            slot => {
+                let used = slot
+                    .as_ref()
+                    .map_or(0, |old| old.rpm.get() - old.remaining_now(now));
+                let mut next = Requests::new(rpm, clock, now);
+                if let Some(used) = NonZeroU32::new(used.min(rpm.get())) {
+                    clock.set(now);
+                    if let Ok(Ok(snapshot)) = next.gcra.check_n(used) {
+                        next.remaining = snapshot.remaining_burst_capacity();
+                    }
+                }
+                *slot = Some(next);
+            }
+        }
+        self.requests.as_mut().expect("set above")
+    }
+
+    fn status(&self, limits: Limits, now: Instant, requests_remaining: Option<u32>) -> Status {
+        let reset = (self.window_start + WINDOW).saturating_duration_since(now);
         Status {
-            requests: (limits.rpm > 0).then(|| Dimension {
-                limit: limits.rpm.into(),
-                remaining: u64::from(limits.rpm.saturating_sub(self.requests)),
-                reset,
-            }),
+            requests: match (&self.requests, NonZeroU32::new(limits.rpm)) {
+                (Some(r), Some(rpm)) if r.rpm == rpm => {
+                    Some(r.dimension(requests_remaining.unwrap_or_else(|| r.remaining_now(now))))
+                }
+                (_, Some(rpm)) => Some(Dimension {
+                    limit: rpm.get().into(),
+                    remaining: rpm.get().into(),
+                    reset: Duration::ZERO,
+                }),
+                (_, None) => None,
+            },
             tokens: (limits.tpm > 0).then(|| Dimension {
                 limit: limits.tpm,
                 remaining: limits.tpm.saturating_sub(self.tokens),
@@ -209,9 +353,19 @@ impl KeyState {
     }
 }
 
-#[derive(Default, Debug)]
+#[derive(Debug)]
 struct Inner {
     keys: Mutex<HashMap<String, KeyState>>,
+    clock: AdmissionClock,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            keys: Mutex::default(),
+            clock: AdmissionClock::new(),
+        }
+    }
 }
 
 impl Inner {
@@ -250,9 +404,7 @@ impl RateLimiter {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut keys = self.inner.keys();
         if n % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            keys.retain(|_, s| {
-                s.in_flight > 0 || now.saturating_duration_since(s.window_start) < WINDOW
-            });
+            keys.retain(|_, s| !s.idle(now));
         }
         let state = keys
             .entry(key.to_string())
@@ -262,7 +414,7 @@ impl RateLimiter {
             exceeded,
             limit,
             retry_after,
-            status: state.status(limits, now),
+            status: state.status(limits, now, None),
         };
         if limits.max_parallel > 0 && state.in_flight >= limits.max_parallel {
             return Err(refuse(
@@ -272,23 +424,34 @@ impl RateLimiter {
                 state,
             ));
         }
-        if limits.rpm > 0 && state.requests >= limits.rpm {
-            return Err(refuse(
-                Exceeded::Requests,
-                limits.rpm.into(),
-                state.reset(now),
-                state,
-            ));
-        }
         if limits.tpm > 0 && state.tokens.saturating_add(estimate) > limits.tpm {
-            return Err(refuse(
-                Exceeded::Tokens,
-                limits.tpm,
-                state.reset(now),
-                state,
-            ));
+            let reset = (state.window_start + WINDOW).saturating_duration_since(now);
+            return Err(refuse(Exceeded::Tokens, limits.tpm, reset, state));
         }
-        state.requests += 1;
+        let mut requests_remaining = None;
+        if let Some(rpm) = NonZeroU32::new(limits.rpm) {
+            let clock = &self.inner.clock;
+            let requests = state.requests_for(rpm, clock, now);
+            clock.set(now);
+            match requests.gcra.check() {
+                Ok(snapshot) => {
+                    requests.remaining = snapshot.remaining_burst_capacity();
+                    requests.at = now;
+                    requests_remaining = Some(requests.remaining);
+                }
+                Err(not_until) => {
+                    let wait = NotUntil::wait_time_from(&not_until, now);
+                    let status = state.status(limits, now, Some(0));
+                    return Err(Refusal {
+                        exceeded: Exceeded::Requests,
+                        limit: rpm.get().into(),
+                        retry_after: wait,
+                        status,
+                    });
+                }
+            }
+        }
+        state.last_admitted = now;
         let reserved = if limits.tpm > 0 { estimate } else { 0 };
         state.tokens = state.tokens.saturating_add(reserved);
         let counts_parallel = limits.max_parallel > 0;
@@ -301,7 +464,7 @@ impl RateLimiter {
             window_start: state.window_start,
             reserved,
             counts_parallel,
-            status: state.status(limits, now),
+            status: state.status(limits, now, requests_remaining),
         })
     }
 
@@ -373,24 +536,62 @@ mod tests {
     }
 
     #[test]
-    fn rpm_refuses_in_the_window_and_admits_after_it() {
+    fn rpm_is_a_gcra_a_burst_then_one_per_period_without_a_window_edge() {
         let rl = RateLimiter::new();
         let t0 = Instant::now();
         let l = limits(2, 0, 0);
         let a = rl.admit_at("k", l, 10, t0).unwrap();
-        assert_eq!(a.status.requests.unwrap().remaining, 1);
+        let requests = a.status.requests.unwrap();
+        assert_eq!((requests.limit, requests.remaining), (2, 1));
+        assert_eq!(requests.reset, Duration::from_secs(30));
         assert!(a.status.tokens.is_none());
-        rl.admit_at("k", l, 10, t0).unwrap();
+        let b = rl.admit_at("k", l, 10, t0).unwrap();
+        assert_eq!(b.status.requests.unwrap().remaining, 0);
+        assert_eq!(b.status.requests.unwrap().reset, WINDOW);
         let r = rl
             .admit_at("k", l, 10, t0 + Duration::from_secs(20))
             .unwrap_err();
         assert_eq!(r.exceeded, Exceeded::Requests);
         assert_eq!(r.limit, 2);
-        assert_eq!(r.retry_after_secs(), 40);
+        // One cell comes back every 30 s.
+        assert_eq!(r.retry_after, Duration::from_secs(10));
+        assert_eq!(r.retry_after_secs(), 10);
         assert_eq!(r.status.requests.unwrap().remaining, 0);
         // Another key is not affected.
         rl.admit_at("other", l, 10, t0).unwrap();
+        rl.admit_at("k", l, 10, t0 + Duration::from_secs(30))
+            .unwrap();
+        // No second burst at a window edge: a minute after the first two,
+        // one more came back, not two.
         rl.admit_at("k", l, 10, t0 + WINDOW).unwrap();
+        let r = rl.admit_at("k", l, 10, t0 + WINDOW).unwrap_err();
+        assert_eq!(r.retry_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_refusal_by_another_limit_takes_no_request_cell() {
+        let rl = RateLimiter::new();
+        let t0 = Instant::now();
+        let l = limits(2, 100, 0);
+        let a = rl.admit_at("k", l, 60, t0).unwrap();
+        let r = rl.admit_at("k", l, 60, t0).unwrap_err();
+        assert_eq!(r.exceeded, Exceeded::Tokens);
+        assert_eq!(r.status.requests.unwrap().remaining, 1);
+        a.settle(Some(10));
+        let b = rl.admit_at("k", l, 60, t0).unwrap();
+        assert_eq!(b.status.requests.unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn a_changed_rpm_applies_to_the_next_request() {
+        let rl = RateLimiter::new();
+        let t0 = Instant::now();
+        rl.admit_at("k", limits(1, 0, 0), 0, t0).unwrap();
+        assert!(rl.admit_at("k", limits(1, 0, 0), 0, t0).is_err());
+        // Raised to 5: the one already used still counts.
+        let c = rl.admit_at("k", limits(5, 0, 0), 0, t0).unwrap();
+        let requests = c.status.requests.unwrap();
+        assert_eq!((requests.limit, requests.remaining), (5, 3));
     }
 
     #[test]

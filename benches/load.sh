@@ -266,6 +266,39 @@ for ((i = 1; i <= THR_PAIRS; i++)); do
     metrics >"$RAW/metrics-after-thr-via-$i.txt"
 done
 
+# --- governance modules on vs off ---------------------------------------------------------
+# The same load through tollgate with a key that has every limit and a budget
+# (set far above what the load reaches, so nothing is refused and every
+# module does its full work), alternating: every module switched off, then on
+# (`tollgate modules disable|enable`, in force within a second).
+wait_quiet modules
+GOV_KEY="$("$BIN/tollgate" keys create --config "$WORK/tollgate.toml" --name load-governed \
+    --rpm 1000000000 --tpm 1000000000000 --max-parallel 100000 --budget-usd 1000000 --budget-window total \
+    2>"$RAW/keys-create-governed.stderr" | tail -n1)"
+[[ "$GOV_KEY" == tg-* ]] || { echo "tollgate keys create (governed) gave no key:" >&2; cat "$RAW/keys-create-governed.stderr" >&2; exit 1; }
+MODULES="$("$BIN/tollgate" modules list --json --config "$WORK/tollgate.toml" |
+    python3 -c 'import json, sys; print(" ".join(m["name"] for m in json.load(sys.stdin)))')"
+switch_modules() {
+    local verb=$1 m
+    for m in $MODULES; do
+        "$BIN/tollgate" modules "$verb" "$m" --config "$WORK/tollgate.toml" >>"$RAW/modules-switch.log" 2>&1
+    done
+    sleep 1.5 # the server polls module settings every second
+}
+echo "$MODULES" >"$RAW/modules.txt"
+log "modules: c=$CONC, ${DURATION}s per run, $THR_PAIRS x (off, on) via tollgate; modules: $MODULES"
+SAVED_KEY="$CLIENT_KEY"
+CLIENT_KEY="$GOV_KEY"
+switch_modules enable
+oha_run warm-modules-on-1 "$VIA_URL" -z 2s -c "$CONC"
+for ((i = 1; i <= THR_PAIRS; i++)); do
+    switch_modules disable
+    oha_run "thr-modules-off-$i" "$VIA_URL" -z "${DURATION}s" -c "$CONC"
+    switch_modules enable
+    oha_run "thr-modules-on-$i" "$VIA_URL" -z "${DURATION}s" -c "$CONC"
+done
+CLIENT_KEY="$SAVED_KEY"
+
 # --- added latency at a fixed rate -------------------------------------------------------
 wait_quiet latency
 log "latency: ${RATE} req/s (latency-corrected), ${DURATION}s per run, $LAT_PAIRS x (direct, via)"

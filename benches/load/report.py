@@ -130,6 +130,20 @@ for side in ("via", "litellm"):
     thr[side]["ratio_to_direct"] = v / d_rps if (v is not None and d_rps) else None
 res["throughput"] = thr
 
+# --- governance modules off vs on (same key, same load) ------------------------
+mods = {}
+for side in ("off", "on"):
+    rs = [r for r in (oha(n) for n in runs(f"thr-modules-{side}")) if r]
+    mods[side] = {
+        "runs": rs,
+        "median_ok_per_sec": median([r["ok_per_sec"] for r in rs]),
+        "non_2xx": sum(r["non_2xx"] for r in rs),
+    }
+on, off = mods["on"]["median_ok_per_sec"], mods["off"]["median_ok_per_sec"]
+mods["ratio_on_to_off"] = on / off if (on is not None and off) else None
+mods["names"] = read_text("modules.txt", "").strip()
+res["modules"] = mods
+
 # --- latency at a fixed rate -------------------------------------------------
 lat = {}
 for side in ("direct", "via", "litellm", "litellm-low"):
@@ -346,6 +360,16 @@ rows.append((
     f"{fmt(td['median_ok_per_sec'], 0)} req/s",
     f"{fmt(tl['median_ok_per_sec'], 0)} req/s = {fmt(tl.get('ratio_to_direct'), 3)} of direct" if L and tl["runs"] else "n/a",
     met(None if tv.get("ratio_to_direct") is None else tv["ratio_to_direct"] >= 0.5),
+))
+mo = res["modules"]
+rows.append((
+    f"throughput with governance modules on ({mo['names'] or '?'}), c={meta.get('concurrency', '?')}",
+    "within 10 % of modules off",
+    f"{fmt(mo['on']['median_ok_per_sec'], 0)} req/s on vs {fmt(mo['off']['median_ok_per_sec'], 0)} off "
+    f"= {fmt(mo['ratio_on_to_off'], 3)}; non-2xx on/off: {mo['on']['non_2xx']}/{mo['off']['non_2xx']}",
+    "—", "—",
+    met(None if mo["ratio_on_to_off"] is None else
+        (mo["ratio_on_to_off"] >= 0.9 and mo["on"]["non_2xx"] == 0 and mo["off"]["non_2xx"] == 0)),
 ))
 rows.append((
     "writer: records committed/s, isolated (`cargo bench --bench writer`)",

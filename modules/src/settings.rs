@@ -11,16 +11,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::rate_limit;
+use crate::{budget, rate_limit};
 
 /// The modules an operator can switch, in the order the admin API lists them.
-pub const NAMES: &[&str] = &["rate_limit"];
+pub const NAMES: &[&str] = &["rate_limit", "budget"];
 
 /// All modules' settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModuleSettings {
     pub rate_limit: rate_limit::Settings,
+    pub budget: budget::Settings,
 }
 
 /// A setting that does not hold; `field` is the member's name within its
@@ -56,6 +57,7 @@ impl ModuleSettings {
         self.rate_limit
             .validate()
             .map_err(|e| prefixed("rate_limit", e))?;
+        self.budget.validate().map_err(|e| prefixed("budget", e))?;
         Ok(())
     }
 

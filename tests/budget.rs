@@ -191,6 +191,27 @@ async fn a_key_budget_refuses_with_402_once_spent_and_a_refusal_consumes_nothing
     );
     assert_eq!(spent, 3 * ACTUAL_UC + 11_000);
     assert!(spent <= budget_uc);
+
+    // The CLI, another process, shows the recorded spending (no reservations).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["keys", "list", "--json", "--db"])
+        .arg(&gw.db)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_AUDIT_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = listed.iter().find(|k| k["id"] == id).unwrap();
+    assert_eq!(shown["spent_uc"], spent, "{shown}");
+    assert_eq!(shown["spent_usd"], "0.00314");
+    assert_eq!(shown["reserved_uc"], 0);
+    assert_eq!(shown["reserved_usd"], "0.00");
+    assert_eq!(shown["spent_from"], "recorded");
 }
 
 #[tokio::test]
@@ -341,5 +362,40 @@ async fn provider_and_global_budgets_from_config_refuse_without_amounts() {
         "{text}"
     );
     assert_eq!(gw.mock.request_count(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_show_what_requests_in_flight_hold_reserved() {
+    let mut gw = Gateway::start_with(MockConfig::default(), PRICED).await;
+    let (_, key) = create_key(&gw, json!({"name": "k", "budget_usd": "10"})).await;
+    let body = ask(100);
+    let reserve = worst_case(&body) as u64;
+    let url = gw.url("/v1/chat/completions");
+    let held = tokio::spawn(async move {
+        client()
+            .post(url)
+            .bearer_auth(key)
+            .header("x-mock-first-byte-delay-ms", "400")
+            .header("x-mock-usage", USAGE)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    let gauge = "tollgate_budget_reserved_microcents";
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = metric(&gw, gauge).await;
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, reserve);
+    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(gw.wait_traces(1).await, 1);
+    assert_eq!(metric(&gw, gauge).await, 0);
     gw.stop().await;
 }

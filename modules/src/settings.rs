@@ -152,4 +152,34 @@ mod tests {
         assert_eq!(err("rate_limit", json!({"rpm": 5_000_000_000u64})), "rpm");
         assert_eq!(err("rate_limit", json!([1])), "rate_limit");
     }
+
+    #[test]
+    fn budget_patches_are_validated_by_member() {
+        let base = ModuleSettings::default();
+        let next = base
+            .with(
+                "budget",
+                &json!({"global_usd": "1.5", "global_window": "day",
+                        "providers": {"openai": {"usd": "2"}}}),
+            )
+            .unwrap();
+        assert_eq!(next.budget.global().unwrap().limit_uc, 150_000_000);
+        assert_eq!(
+            next.budget.provider("openai").unwrap().limit_uc,
+            200_000_000
+        );
+        let cleared = next.with("budget", &json!({"global_usd": null})).unwrap();
+        assert_eq!(cleared.budget.global(), None);
+        let err = |patch: Value| base.with("budget", &patch).unwrap_err().field;
+        assert_eq!(err(json!({"global_usd": "1.123456789"})), "global_usd");
+        assert_eq!(err(json!({"global_window": "week"})), "global_window");
+        assert_eq!(
+            err(json!({"unknown_price": "fallback"})),
+            "fallback_input_usd_per_million"
+        );
+        assert_eq!(
+            err(json!({"providers": {"openai": {"usd": "x"}}})),
+            "providers"
+        );
+    }
 }

@@ -227,32 +227,6 @@ impl App {
     }
 }
 
-/// Budgets with what every key and provider (and all traffic) has spent
-/// today, this month and in total, from the daily cost rollup, so that a
-/// restart forgets no spending. (Costs that stayed unknown count as
-/// nothing here; before the restart they counted at their worst case.)
-fn load_budgets(conn: &rusqlite::Connection) -> Result<Budgets, StartError> {
-    let now = crate::trace::now_ms();
-    let spending =
-        budget_sql::spending(conn, &crate::ledger::utc_day(now)).map_err(StoreError::from)?;
-    let budgets = Budgets::default();
-    let rows = spending
-        .keys
-        .into_iter()
-        .map(|r| (Scope::Key(r.name.clone()), r))
-        .chain(
-            spending
-                .providers
-                .into_iter()
-                .map(|r| (Scope::Provider(r.name.clone()), r)),
-        )
-        .chain(std::iter::once((Scope::Global, spending.global)));
-    for (scope, r) in rows {
-        budgets.load(scope, r.day_uc, r.month_uc, r.total_uc);
-    }
-    Ok(budgets)
-}
-
 /// A ledger is chained with one key (or none) for life: starting with another
 /// would make it unverifiable, so that is refused before anything is written.
 pub fn check_audit_key(
@@ -365,4 +339,30 @@ pub async fn run(
     let app = App::open(config, &crate::config::ProcessEnv)?;
     app.serve(listener, shutdown).await;
     Ok(())
+}
+
+/// Budgets with what every key and provider (and all traffic) has spent
+/// today, this month and in total, from the daily cost rollup, so that a
+/// restart forgets no spending. (Costs that stayed unknown count as
+/// nothing here; before the restart they counted at their worst case.)
+fn load_budgets(conn: &rusqlite::Connection) -> Result<Budgets, StartError> {
+    let now = crate::trace::now_ms();
+    let spending =
+        budget_sql::spending(conn, &crate::ledger::utc_day(now)).map_err(StoreError::from)?;
+    let budgets = Budgets::default();
+    let rows = spending
+        .keys
+        .into_iter()
+        .map(|r| (Scope::Key(r.name.clone()), r))
+        .chain(
+            spending
+                .providers
+                .into_iter()
+                .map(|r| (Scope::Provider(r.name.clone()), r)),
+        )
+        .chain(std::iter::once((Scope::Global, spending.global)));
+    for (scope, r) in rows {
+        budgets.load(scope, r.day_uc, r.month_uc, r.total_uc);
+    }
+    Ok(budgets)
 }

@@ -17,14 +17,15 @@ use crate::providers::{Provider, Router};
 use crate::secret::Secret;
 use crate::state::{AppState, merged_aliases, price_table};
 use crate::store::access_sql::{self, Mutation};
-use crate::store::audit_sql;
 use crate::store::{self, OpenMode, ReadPool, StoreError, Writer};
 use crate::store::{AdminEntry, Books};
+use crate::store::{audit_sql, budget_sql};
 use crate::vault::Vault;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::RwLock;
 use tokio::net::TcpListener;
+use tollgate_modules::budget::{Budgets, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -90,6 +91,7 @@ impl App {
                  metrics.token or metrics.listen"
             );
         }
+        let budgets = load_budgets(&conn)?;
         let stored_prices = access_sql::price_overrides(&conn).map_err(StoreError::from)?;
         let prices = PriceBook::new(price_table(&config.prices, &stored_prices)?);
         let aliases = merged_aliases(
@@ -151,6 +153,7 @@ impl App {
             admin,
             vault,
             rate_limiter: Default::default(),
+            budgets,
             file_prices,
         });
         Ok(App {
@@ -371,4 +374,30 @@ pub async fn run(
     let app = App::open(config, &crate::config::ProcessEnv)?;
     app.serve(listener, shutdown).await;
     Ok(())
+}
+
+/// Budgets with what every key and provider (and all traffic) has spent
+/// today, this month and in total, from the daily cost rollup, so that a
+/// restart forgets no spending. (Costs that stayed unknown count as
+/// nothing here; before the restart they counted at their worst case.)
+fn load_budgets(conn: &rusqlite::Connection) -> Result<Budgets, StartError> {
+    let now = crate::trace::now_ms();
+    let spending =
+        budget_sql::spending(conn, &crate::ledger::utc_day(now)).map_err(StoreError::from)?;
+    let budgets = Budgets::default();
+    let rows = spending
+        .keys
+        .into_iter()
+        .map(|r| (Scope::Key(r.name.clone()), r))
+        .chain(
+            spending
+                .providers
+                .into_iter()
+                .map(|r| (Scope::Provider(r.name.clone()), r)),
+        )
+        .chain(std::iter::once((Scope::Global, spending.global)));
+    for (scope, r) in rows {
+        budgets.load(scope, r.day_uc, r.month_uc, r.total_uc);
+    }
+    Ok(budgets)
 }

@@ -100,7 +100,11 @@ pub enum KeysCommand {
         #[command(flatten)]
         limits: LimitArgs,
     },
-    /// List client keys (never the keys themselves).
+    /// List client keys (never the keys themselves). With --json, each
+    /// key's spending in its budget window is shown from the costs recorded
+    /// in the database (`spent_from: "recorded"`): reservations of requests
+    /// in flight on a running server are not visible to this process, so
+    /// `reserved` is 0 here; `GET /admin/v1/keys` shows the live numbers.
     List {
         #[command(flatten)]
         db: DbArgs,

@@ -55,7 +55,7 @@ pub fn render(state: &AppState) -> Response<Body> {
     let w = state.writer.stats();
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
-    let series: [(&str, &str, &str, u64); 15] = [
+    let series: [(&str, &str, &str, u64); 16] = [
         (
             "tollgate_connections_accepted_total",
             "counter",
@@ -67,6 +67,12 @@ pub fn render(state: &AppState) -> Response<Body> {
             "gauge",
             "TCP connections open now.",
             get(&state.metrics.connections_open),
+        ),
+        (
+            "tollgate_budget_reserved_microcents",
+            "gauge",
+            "Micro-cents (1e-8 USD) reserved against budgets by requests in flight (their worst case).",
+            state.budgets.reserved_total().max(0) as u64,
         ),
         (
             "tollgate_writer_queue_depth",

@@ -33,6 +33,8 @@ pub struct AppState {
     pub(crate) modules: RwLock<Arc<tollgate_modules::ModuleSettings>>,
     /// Per-key request, token and concurrency limits (`[modules.rate_limit]`).
     pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
+    /// Spent and reserved per key, provider and globally (`[modules.budget]`).
+    pub budgets: tollgate_modules::budget::Budgets,
     /// Price overrides from the config file (the database's come on top).
     pub(crate) file_prices: RwLock<BTreeMap<String, PriceSpec>>,
 }

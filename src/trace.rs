@@ -52,6 +52,9 @@ pub enum ErrorKind {
     UsageUnreadable,
     /// Refused by the key's rate limits (`[modules.rate_limit]`).
     RateLimited,
+    /// Refused by a budget, or by the unknown-price policy under one
+    /// (`[modules.budget]`).
+    BudgetExceeded,
 }
 
 impl ErrorKind {
@@ -76,6 +79,7 @@ impl ErrorKind {
             ErrorKind::BodyTimeout => "body_timeout",
             ErrorKind::UsageUnreadable => "usage_unreadable",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::BudgetExceeded => "budget_exceeded",
         }
     }
 }

@@ -5,9 +5,11 @@
 //! pipeline runs enabled modules in [`Module::order`]. Storage reaches a
 //! module only through traits defined here.
 //!
-//! [`rate_limit`] is used directly by the proxy (it hands out a ticket that
-//! lives as long as the request, which a verdict cannot carry).
+//! [`rate_limit`] and [`budget`] are used directly by the proxy (they hand
+//! out a ticket / hold that lives as long as the request, which a verdict
+//! cannot carry).
 
+pub mod budget;
 pub mod rate_limit;
 pub mod settings;
 

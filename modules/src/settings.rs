@@ -11,16 +11,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::rate_limit;
+use crate::{budget, rate_limit};
 
 /// The modules an operator can switch, in the order the admin API lists them.
-pub const NAMES: &[&str] = &["rate_limit"];
+pub const NAMES: &[&str] = &["rate_limit", "budget"];
 
 /// All modules' settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModuleSettings {
     pub rate_limit: rate_limit::Settings,
+    pub budget: budget::Settings,
 }
 
 /// A setting that does not hold; `field` is the member's name within its
@@ -56,6 +57,7 @@ impl ModuleSettings {
         self.rate_limit
             .validate()
             .map_err(|e| prefixed("rate_limit", e))?;
+        self.budget.validate().map_err(|e| prefixed("budget", e))?;
         Ok(())
     }
 
@@ -163,5 +165,35 @@ mod tests {
         assert_eq!(err("rate_limit", json!({"rpm": "ten"})), "rpm");
         assert_eq!(err("rate_limit", json!({"rpm": 5_000_000_000u64})), "rpm");
         assert_eq!(err("rate_limit", json!([1])), "rate_limit");
+    }
+
+    #[test]
+    fn budget_patches_are_validated_by_member() {
+        let base = ModuleSettings::default();
+        let next = base
+            .with(
+                "budget",
+                &json!({"global_usd": "1.5", "global_window": "day",
+                        "providers": {"openai": {"usd": "2"}}}),
+            )
+            .unwrap();
+        assert_eq!(next.budget.global().unwrap().limit_uc, 150_000_000);
+        assert_eq!(
+            next.budget.provider("openai").unwrap().limit_uc,
+            200_000_000
+        );
+        let cleared = next.with("budget", &json!({"global_usd": null})).unwrap();
+        assert_eq!(cleared.budget.global(), None);
+        let err = |patch: Value| base.with("budget", &patch).unwrap_err().field;
+        assert_eq!(err(json!({"global_usd": "1.123456789"})), "global_usd");
+        assert_eq!(err(json!({"global_window": "week"})), "global_window");
+        assert_eq!(
+            err(json!({"unknown_price": "fallback"})),
+            "fallback_input_usd_per_million"
+        );
+        assert_eq!(
+            err(json!({"providers": {"openai": {"usd": "x"}}})),
+            "providers"
+        );
     }
 }

@@ -6,6 +6,7 @@ use crate::ledger::money::format_usd_exact;
 use crate::ledger::prices::parse_usd_per_million;
 use crate::store::access_sql::{BudgetWindow, KeyLimits};
 use serde_json::{Map, Value, json};
+use tollgate_modules::budget::Window;
 
 /// What a change does to one field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -178,6 +179,32 @@ pub fn limits_json(l: &KeyLimits) -> Value {
         "budget_uc": l.budget_uc,
         "budget_usd": l.budget_uc.map(format_usd_exact),
         "budget_window": l.budget_window.map(BudgetWindow::as_str),
+    })
+}
+
+/// The window a key's budget (and its spent amount) counts in: its own, or
+/// the calendar month when it names none.
+pub fn budget_window(w: Option<BudgetWindow>) -> Window {
+    match w {
+        Some(BudgetWindow::Day) => Window::Day,
+        Some(BudgetWindow::Month) | None => Window::Month,
+        Some(BudgetWindow::Total) => Window::Total,
+    }
+}
+
+/// What a key has spent and holds reserved in its budget window, as shown
+/// next to its limits. `from` says where the numbers come from: `"live"`
+/// (the serving process: settled requests and reservations in flight) or
+/// `"recorded"` (the costs committed to the database; reservations of a
+/// running server are not visible there, so `reserved` is 0).
+pub fn spent_json(l: &KeyLimits, spent_uc: i64, reserved_uc: i64, from: &str) -> Value {
+    json!({
+        "spent_window": budget_window(l.budget_window).as_str(),
+        "spent_uc": spent_uc,
+        "spent_usd": format_usd_exact(spent_uc),
+        "reserved_uc": reserved_uc,
+        "reserved_usd": format_usd_exact(reserved_uc),
+        "spent_from": from,
     })
 }
 

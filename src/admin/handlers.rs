@@ -52,11 +52,18 @@ pub async fn list_keys(state: &AppState) -> Result<Reply> {
         .read(access_sql::client_keys)
         .await
         .map_err(AdminError::internal)?;
-    Ok(Reply::ok(
-        keys.iter()
-            .map(changes::client_key_json)
-            .collect::<Vec<_>>(),
-    ))
+    let shown = keys.iter().map(|k| {
+        let mut out = changes::client_key_json(k);
+        let window = crate::access::limits::budget_window(k.limits.budget_window);
+        let scope = tollgate_modules::budget::Scope::Key(k.id.clone());
+        let (spent, reserved) = state.budgets.usage(&scope, window);
+        let spent = crate::access::limits::spent_json(&k.limits, spent, reserved, "live");
+        if let (Value::Object(out), Value::Object(spent)) = (&mut out, spent) {
+            out.extend(spent);
+        }
+        out
+    });
+    Ok(Reply::ok(shown.collect::<Vec<_>>()))
 }
 
 #[derive(Deserialize)]

@@ -1,12 +1,14 @@
 //! `tollgate keys create|list|revoke|set-limits`.
 
 use super::{EXIT_DATABASE, Failure, actor, commit};
-use crate::access::limits::{LimitsEdit, limits_json};
+use crate::access::limits::{LimitsEdit, budget_window, limits_json, spent_json};
 use crate::access::printable;
 use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
 use crate::store::access_sql::{self, ClientKeyRow, KeyLimits};
+use crate::store::budget_sql;
 use rusqlite::Connection;
+use tollgate_modules::budget::Window;
 
 fn ms_to_text(ms: Option<i64>) -> String {
     let Some(ms) = ms else { return "-".into() };
@@ -47,7 +49,32 @@ pub fn create(
 pub fn list(conn: &Connection, json: bool) -> Result<String, Failure> {
     let keys = access_sql::client_keys(conn).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
     if json {
-        let out: Vec<serde_json::Value> = keys.iter().map(as_json).collect();
+        let today = crate::ledger::utc_day(crate::trace::now_ms());
+        let spending =
+            budget_sql::spending(conn, &today).map_err(|e| (EXIT_DATABASE, e.to_string()))?;
+        let out: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| {
+                let mut out = as_json(k);
+                let spent = spending
+                    .keys
+                    .iter()
+                    .find(|r| r.name == k.id)
+                    .map_or(0, |r| match budget_window(k.limits.budget_window) {
+                        Window::Day => r.day_uc,
+                        Window::Month => r.month_uc,
+                        Window::Total => r.total_uc,
+                    });
+                // This process holds no reservations: those of a running
+                // server are not visible here.
+                if let (serde_json::Value::Object(out), serde_json::Value::Object(spent)) =
+                    (&mut out, spent_json(&k.limits, spent, 0, "recorded"))
+                {
+                    out.extend(spent);
+                }
+                out
+            })
+            .collect();
         return Ok(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n");
     }
     let mut out = format!(

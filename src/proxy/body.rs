@@ -9,6 +9,7 @@
 //! has stopped reading, and an upstream error body is held (up to 64 KiB)
 //! and has the provider key taken out before the client sees it.
 
+use super::budget::BudgetHold;
 use super::error::{stream_error_event, withheld_error_body};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
@@ -51,6 +52,8 @@ pub struct PendingTrace {
     closer: Option<CloseConnection>,
     /// The rate limiter's admission, settled with the trace's usage.
     pub ticket: Option<Ticket>,
+    /// The budgets' reservation, settled with the trace's cost.
+    pub budget: Option<BudgetHold>,
 }
 
 impl PendingTrace {
@@ -62,6 +65,7 @@ impl PendingTrace {
             completed: false,
             closer: None,
             ticket: None,
+            budget: None,
         }
     }
 
@@ -109,6 +113,9 @@ impl Drop for PendingTrace {
                 }
             };
             ticket.settle(used);
+        }
+        if let Some(hold) = self.budget.take() {
+            hold.settle(&self.trace);
         }
         if let Some(slot) = self.slot.take() {
             let trace = std::mem::replace(&mut self.trace, Trace::new("", 0));

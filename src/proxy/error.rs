@@ -74,6 +74,8 @@ pub enum ProxyError {
         .0.exceeded.as_str(), .0.limit, .0.retry_after_secs()
     )]
     RateLimited(Refusal),
+    #[error("{}", .0.message())]
+    BudgetExceeded(super::budget::BudgetRefusal),
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -116,6 +118,8 @@ impl ProxyError {
             ProxyError::Unauthorized(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
+            // Not retried by the official SDKs (they retry 408/409/429/5xx).
+            ProxyError::BudgetExceeded(_) => StatusCode::PAYMENT_REQUIRED,
             ProxyError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -145,6 +149,7 @@ impl ProxyError {
             ProxyError::MetricsUnauthorized => ErrorKind::Unauthorized,
             ProxyError::BodyTimeout { .. } => ErrorKind::BodyTimeout,
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
+            ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
         }
     }
 
@@ -171,6 +176,7 @@ impl ProxyError {
             ProxyError::MetricsUnauthorized => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::BodyTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
             ProxyError::RateLimited(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
+            ProxyError::BudgetExceeded(r) => ("insufficient_quota", Some(r.code())),
             _ => ("invalid_request_error", None),
         }
     }

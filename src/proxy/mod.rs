@@ -8,6 +8,7 @@
 //! only place that turns tollgate's own failures into HTTP.
 
 mod body;
+mod budget;
 pub mod error;
 mod key_recheck;
 pub mod models;
@@ -134,6 +135,7 @@ where
             Err(e) => return fail(e, protocol, pending),
         };
     pending.ticket = prepared.ticket.take();
+    pending.budget = prepared.budget.take();
     match upstream::send(state, prepared, &mut pending.trace).await {
         Ok(call) => ObservedBody::respond(state, call, pending),
         Err(e) => fail(e, protocol, pending),

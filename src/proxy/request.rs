@@ -1,6 +1,7 @@
 //! Reading and checking the client's request, and choosing its route.
 
 use super::Endpoint;
+use super::budget::BudgetHold;
 use super::error::ProxyError;
 use crate::access::{ClientKey, model_allowed};
 use crate::config::Protocol;
@@ -26,6 +27,8 @@ pub struct Prepared {
     pub strip_injected_usage: bool,
     /// The rate limiter's admission; rides on the trace until it is settled.
     pub ticket: Option<Ticket>,
+    /// The budgets' reservation; settled to the cost with the trace.
+    pub budget: Option<BudgetHold>,
 }
 
 /// Whom an unauthenticated request (`auth.require_client_key = false`) is
@@ -146,6 +149,22 @@ where
     }
 
     let ticket = admit(state, endpoint, key, &meta, body.len())?;
+    let budget = match super::budget::admit(
+        state,
+        key,
+        &route,
+        estimated_input(body.len()),
+        requested_output(endpoint, &meta),
+    ) {
+        Ok(hold) => Some(hold),
+        Err(refusal) => {
+            // Refused before any use: the rate limiter's tokens go back.
+            if let Some(ticket) = ticket {
+                ticket.settle(Some(0));
+            }
+            return Err(ProxyError::BudgetExceeded(refusal));
+        }
+    };
 
     let inject_usage = endpoint == Endpoint::ChatCompletions
         && stream
@@ -163,6 +182,7 @@ where
         body,
         strip_injected_usage: inject_usage,
         ticket,
+        budget,
     })
 }
 
@@ -191,20 +211,30 @@ fn admit(
     if limits.is_unlimited() {
         return Ok(None);
     }
-    let output = match endpoint {
-        Endpoint::Embeddings => 0,
-        _ => [&meta.max_completion_tokens, &meta.max_tokens]
-            .into_iter()
-            .find_map(|v| v.as_ref().and_then(Value::as_u64))
-            .unwrap_or(config.default_max_tokens),
-    };
-    let estimate = (body_len as u64 / BYTES_PER_TOKEN).saturating_add(output);
+    let output = requested_output(endpoint, meta).unwrap_or(config.default_max_tokens);
+    let estimate = estimated_input(body_len).saturating_add(output);
     let id = key.map_or(ANONYMOUS_KEY, |k| k.id.as_str());
     state
         .rate_limiter
         .admit(id, limits, estimate)
         .map(Some)
         .map_err(ProxyError::RateLimited)
+}
+
+/// The input tokens a body of `body_len` bytes is assumed to hold.
+fn estimated_input(body_len: usize) -> u64 {
+    body_len as u64 / BYTES_PER_TOKEN
+}
+
+/// The most output tokens the request allows (`max_completion_tokens`,
+/// else `max_tokens`); none for embeddings; `None` when it names no cap.
+fn requested_output(endpoint: Endpoint, meta: &Meta<'_>) -> Option<u64> {
+    match endpoint {
+        Endpoint::Embeddings => Some(0),
+        _ => [&meta.max_completion_tokens, &meta.max_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(Value::as_u64)),
+    }
 }
 
 /// Re-serialises the body with the upstream's model name and/or

@@ -102,22 +102,36 @@ impl Gateway {
     pub async fn start_on(mock: MockUpstream, base_url: &str, extra: &str) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("tollgate.db");
-        let config = parse_config(&config_toml(base_url, &db, extra));
-        let app = App::open(config, &test_env).expect("gateway opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.serve(listener, async {
-            let _ = rx.await;
-        }));
-        Gateway {
-            addr,
+        let mut gw = Gateway {
+            addr: "127.0.0.1:0".parse().unwrap(),
             mock,
             dir,
             db,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+            shutdown: None,
+            task: None,
+        };
+        gw.open(base_url, extra).await;
+        gw
+    }
+
+    async fn open(&mut self, base_url: &str, extra: &str) {
+        let config = parse_config(&config_toml(base_url, &self.db, extra));
+        let app = App::open(config, &test_env).expect("gateway opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(app.serve(listener, async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+    }
+
+    /// Stops the gateway and starts a new one on the same database and
+    /// upstream (a restart), with `extra` as its config.
+    pub async fn restart(&mut self, extra: &str) {
+        self.stop().await;
+        let base_url = self.mock.base_url();
+        self.open(&base_url, extra).await;
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -100,6 +100,7 @@ impl App {
         );
         let stored_modules = access_sql::module_overrides(&conn).map_err(StoreError::from)?;
         let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
+        let breakers = access_sql::breaker_states(&conn).map_err(StoreError::from)?;
         let books = Books {
             prices: prices.clone(),
             key,
@@ -140,6 +141,10 @@ impl App {
         let file_prices = RwLock::new(config.prices.clone());
         let auth = ClientAuth::new(reads.clone(), config.failed_auth);
         let modules = RwLock::new(Arc::new(modules));
+        let breaker = tollgate_modules::breaker::Breaker::new(Box::new(
+            store::breaker_sink::BreakerSink(handle.clone()),
+        ));
+        breaker.load(breakers);
         let state = Arc::new(AppState {
             config,
             modules,
@@ -154,6 +159,7 @@ impl App {
             vault,
             rate_limiter: Default::default(),
             budgets,
+            breaker,
             file_prices,
         });
         Ok(App {

@@ -15,6 +15,40 @@ use http::{HeaderValue, Method, Request, Response, header};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The circuit breakers: the state of every target remembered (closed ones
+/// that have failures too), and how many times one opened.
+fn breaker_series(out: &mut String, state: &AppState) {
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_breaker_state Circuit breaker per upstream target: 0 closed, 1 half-open, 2 open \
+         (targets never failing are not listed).\n\
+         # TYPE tollgate_breaker_state gauge"
+    );
+    for b in state.breaker.snapshot() {
+        let _ = writeln!(
+            out,
+            "tollgate_breaker_state{{provider=\"{}\",model=\"{}\"}} {}",
+            label(&b.provider),
+            label(&b.model),
+            b.state.gauge(),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_breaker_opens_total Circuit breakers opened (or reopened after a failed probe) since start.\n\
+         # TYPE tollgate_breaker_opens_total counter\n\
+         tollgate_breaker_opens_total {}",
+        state.breaker.opens(),
+    );
+}
+
+/// A label value escaped as the text format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// A request to the metrics-only listener.
 pub fn serve_request<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
     let path = req.uri().path();
@@ -193,6 +227,7 @@ pub fn render(state: &AppState) -> Response<Body> {
             get(m.connection_error(kind)),
         );
     }
+    breaker_series(&mut out, state);
     let mut resp = Response::new(full(out));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -31,6 +31,8 @@ pub struct AppState {
     /// The modules' switches and settings in force: the config file's,
     /// then the database's runtime settings on top; swapped whole.
     pub(crate) modules: RwLock<Arc<tollgate_modules::ModuleSettings>>,
+    /// A circuit breaker per upstream target (`[modules.breaker]`).
+    pub breaker: tollgate_modules::breaker::Breaker,
     /// Per-key request, token and concurrency limits (`[modules.rate_limit]`).
     pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
     /// Spent and reserved per key, provider and globally (`[modules.budget]`).
@@ -116,8 +118,8 @@ pub(crate) fn price_table(
 /// The config file's aliases, then the database's on top.
 pub(crate) fn merged_aliases(
     config: &Config,
-    stored: BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
+    stored: BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
     let mut aliases = config.aliases.clone();
     aliases.extend(stored);
     aliases

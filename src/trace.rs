@@ -55,6 +55,8 @@ pub enum ErrorKind {
     /// Refused by a budget, or by the unknown-price policy under one
     /// (`[modules.budget]`).
     BudgetExceeded,
+    /// Every target's circuit breaker is open (`[modules.breaker]`).
+    BreakerOpen,
 }
 
 impl ErrorKind {
@@ -80,6 +82,7 @@ impl ErrorKind {
             ErrorKind::UsageUnreadable => "usage_unreadable",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::BudgetExceeded => "budget_exceeded",
+            ErrorKind::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -187,6 +190,11 @@ pub struct Trace {
     pub client_key_id: Option<String>,
     pub request_body: Option<Bytes>,
     pub response_body: Option<Bytes>,
+    /// Upstream attempts made (retries and fallbacks included).
+    pub attempts: Option<i64>,
+    /// Every attempt, as JSON, when there was more than one or a target was
+    /// skipped (see migration 0007).
+    pub attempt_log: Option<String>,
 }
 
 impl Trace {
@@ -216,6 +224,8 @@ impl Trace {
             client_key_id: None,
             request_body: None,
             response_body: None,
+            attempts: None,
+            attempt_log: None,
         }
     }
 

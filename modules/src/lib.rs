@@ -9,8 +9,10 @@
 //! out a ticket / hold that lives as long as the request, which a verdict
 //! cannot carry).
 
+pub mod breaker;
 pub mod budget;
 pub mod rate_limit;
+pub mod retry;
 pub mod settings;
 
 pub use settings::ModuleSettings;

@@ -11,10 +11,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{budget, rate_limit};
+use crate::{breaker, budget, rate_limit, retry};
 
 /// The modules an operator can switch, in the order the admin API lists them.
-pub const NAMES: &[&str] = &["rate_limit", "budget"];
+pub const NAMES: &[&str] = &["rate_limit", "budget", "retry", "fallback", "breaker"];
 
 /// All modules' settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +22,9 @@ pub const NAMES: &[&str] = &["rate_limit", "budget"];
 pub struct ModuleSettings {
     pub rate_limit: rate_limit::Settings,
     pub budget: budget::Settings,
+    pub retry: retry::Settings,
+    pub fallback: retry::FallbackSettings,
+    pub breaker: breaker::Settings,
 }
 
 /// A setting that does not hold; `field` is the member's name within its
@@ -58,6 +61,13 @@ impl ModuleSettings {
             .validate()
             .map_err(|e| prefixed("rate_limit", e))?;
         self.budget.validate().map_err(|e| prefixed("budget", e))?;
+        self.retry.validate().map_err(|e| prefixed("retry", e))?;
+        self.fallback
+            .validate()
+            .map_err(|e| prefixed("fallback", e))?;
+        self.breaker
+            .validate()
+            .map_err(|e| prefixed("breaker", e))?;
         Ok(())
     }
 

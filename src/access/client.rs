@@ -219,7 +219,7 @@ fn single<'h>(
 /// provider-qualified models: `*` for all; `provider/model` for exactly
 /// that; anything else (a bare model name or an alias) for what the router
 /// resolves it to now — a bare name for the provider that lists it, an
-/// alias for its target. So `gpt-4o-mini` allows `openai/gpt-4o-mini` (and
+/// alias for any of its targets. So `gpt-4o-mini` allows `openai/gpt-4o-mini` (and
 /// an alias pointing there) but not another provider's `gpt-4o-mini`.
 pub fn model_allowed(key: &ClientKeyRow, router: &Router, route: &Route) -> bool {
     let Some(list) = &key.models else {
@@ -234,6 +234,6 @@ pub fn model_allowed(key: &ClientKeyRow, router: &Router, route: &Route) -> bool
                 .is_some_and(|(provider, model)| is_route(provider, model))
             || router
                 .resolve(entry)
-                .is_some_and(|r| is_route(&r.provider.name, &r.model))
+                .is_some_and(|all| all.iter().any(|r| is_route(&r.provider.name, &r.model)))
     })
 }

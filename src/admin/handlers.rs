@@ -252,11 +252,19 @@ pub async fn rotate_vault(state: &AppState, body: &[u8]) -> Result<Reply> {
     Ok(Reply::ok(json!({"rotated": count, "master_key_id": id})))
 }
 
+/// Aliases with one target show it as a string, others as the list.
+fn targets_json(targets: &[String]) -> Value {
+    match targets {
+        [one] => Value::String(one.clone()),
+        all => json!(all),
+    }
+}
+
 pub async fn list_aliases(state: &AppState) -> Result<Reply> {
     let router = state.router();
     let all: serde_json::Map<String, Value> = router
         .aliases()
-        .map(|(a, t)| (a.to_string(), Value::String(t.to_string())))
+        .map(|(a, t)| (a.to_string(), targets_json(t)))
         .collect();
     Ok(Reply::ok(all))
 }
@@ -264,44 +272,39 @@ pub async fn list_aliases(state: &AppState) -> Result<Reply> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AliasBody {
-    target: String,
+    /// `"provider/model"`, or a list of them tried in order.
+    target: crate::config::AliasTargets,
 }
 
 pub async fn set_alias(state: &AppState, name: &str, body: &[u8]) -> Result<Reply> {
     let req: AliasBody = parse(body)?;
-    let Some((provider, model)) = req.target.split_once('/') else {
-        return Err(AdminError::BadRequest(
-            "target must be \"provider/model\"".into(),
-        ));
-    };
-    if model.is_empty()
-        || !state
-            .router()
+    let targets = req.target.into_vec();
+    let router = state.router();
+    crate::config::check_alias_targets(name, &targets, |provider| {
+        router
             .providers()
             .iter()
-            .any(|p| p.name == provider)
-    {
-        return Err(AdminError::BadRequest(format!(
-            "{:?} names no configured provider",
-            req.target
-        )));
-    }
+            .find(|p| p.name == provider)
+            .map(|p| p.protocol)
+    })
+    .map_err(AdminError::BadRequest)?;
+    let shown = targets_json(&targets);
     commit(
         state,
         change(
             "alias.set",
             format!("alias:{name}"),
-            json!({"name": name, "target": req.target}),
+            json!({"name": name, "target": shown}),
             Mutation::SetAlias {
                 name: name.to_string(),
-                target: req.target.clone(),
+                targets,
                 at_ms: now_ms(),
             },
         ),
     )
     .await?;
     state.reload_aliases().await.map_err(AdminError::internal)?;
-    Ok(Reply::ok(json!({"name": name, "target": req.target})))
+    Ok(Reply::ok(json!({"name": name, "target": shown})))
 }
 
 pub async fn delete_alias(state: &AppState, name: &str) -> Result<Reply> {
@@ -422,6 +425,28 @@ pub async fn reset_module(state: &AppState, name: &str) -> Result<Reply> {
     .await?;
     state.reload_modules().await.map_err(AdminError::internal)?;
     get_module(state, name).await
+}
+
+/// The circuit breakers of targets that have failed: state, consecutive
+/// failures, when the breaker opened and when it lets a probe through.
+pub async fn list_breakers(state: &AppState) -> Result<Reply> {
+    let cooldown = state.modules().breaker.cooldown_ms as i64;
+    let list: Vec<Value> = state
+        .breaker
+        .snapshot()
+        .into_iter()
+        .map(|b| {
+            json!({
+                "provider": b.provider,
+                "model": b.model,
+                "state": b.state.as_str(),
+                "failures": b.failures,
+                "opened_at": b.opened_at_ms,
+                "probe_after": b.opened_at_ms.map(|t| t + cooldown),
+            })
+        })
+        .collect();
+    Ok(Reply::ok(json!({"breakers": list})))
 }
 
 pub async fn list_prices(state: &AppState) -> Result<Reply> {

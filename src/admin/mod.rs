@@ -87,6 +87,7 @@ where
         (&Method::PUT, ["modules", name]) => handlers::put_module(s, name, &body).await,
         (&Method::DELETE, ["modules", name]) => handlers::reset_module(s, name).await,
         (&Method::GET, ["prices"]) => handlers::list_prices(s).await,
+        (&Method::GET, ["breakers"]) => handlers::list_breakers(s).await,
         (&Method::PUT, ["prices", provider, model]) => {
             handlers::set_price(s, provider, model, &body).await
         }
@@ -112,7 +113,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["keys", _, "revoke"] | ["vault", "rotate"] => "POST",
         ["keys", _] => "PATCH, DELETE",
         ["provider-keys", _] => "DELETE",
-        ["aliases"] | ["prices"] | ["modules"] => "GET",
+        ["aliases"] | ["prices"] | ["modules"] | ["breakers"] => "GET",
         ["modules", _] => "GET, PUT, DELETE",
         ["aliases", _] | ["prices", _, _] => "PUT, DELETE",
         _ => return None,

@@ -29,8 +29,25 @@ pub struct FileConfig {
     pub ledger: LedgerSection,
     pub modules: tollgate_modules::ModuleSettings,
     pub providers: Vec<ProviderEntry>,
-    pub aliases: BTreeMap<String, String>,
+    pub aliases: BTreeMap<String, AliasTargets>,
     pub prices: BTreeMap<String, PriceSpec>,
+}
+
+/// An alias's target: one `provider/model`, or an ordered list of them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AliasTargets {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AliasTargets {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            AliasTargets::One(t) => vec![t],
+            AliasTargets::Many(all) => all,
+        }
+    }
 }
 
 impl Default for FileConfig {
@@ -354,7 +371,8 @@ impl FileConfig {
         for (i, p) in self.providers.into_iter().enumerate() {
             providers.push(validate_provider(i, p, &providers)?);
         }
-        for (alias, target) in &self.aliases {
+        let mut aliases = BTreeMap::new();
+        for (alias, targets) in self.aliases {
             let key = format!("aliases.{alias}");
             if alias.is_empty() || alias.contains('/') {
                 return Err(invalid(
@@ -362,18 +380,15 @@ impl FileConfig {
                     "an alias name must be non-empty and contain no '/'",
                 ));
             }
-            let Some((provider, model)) = target.split_once('/') else {
-                return Err(invalid(
-                    key,
-                    format!("{target:?} must be \"provider/model\""),
-                ));
-            };
-            if model.is_empty() || !providers.iter().any(|p| p.name == provider) {
-                return Err(invalid(
-                    key,
-                    format!("{target:?} names no configured provider"),
-                ));
-            }
+            let targets = targets.into_vec();
+            super::check_alias_targets(&alias, &targets, |name| {
+                providers
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.protocol)
+            })
+            .map_err(|reason| invalid(&key, reason))?;
+            aliases.insert(alias, targets);
         }
 
         crate::ledger::prices::PriceTable::builtin()
@@ -434,7 +449,7 @@ impl FileConfig {
             master_key_file: non_empty(self.vault.master_key_file),
             builtin_prices_max_age_days: self.ledger.builtin_prices_max_age_days,
             providers,
-            aliases: self.aliases,
+            aliases,
             prices: self.prices,
         })
     }

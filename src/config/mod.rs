@@ -9,7 +9,7 @@ mod env;
 mod file;
 
 pub use env::{EnvSource, ProcessEnv, key_text};
-pub use file::{FileConfig, ProviderEntry};
+pub use file::{AliasTargets, FileConfig, ProviderEntry};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +54,54 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The most targets one alias may list.
+pub const MAX_ALIAS_TARGETS: usize = 8;
+
+/// Checks an alias's targets: 1 to [`MAX_ALIAS_TARGETS`] `provider/model`
+/// names of known providers (`protocol_of` a provider's protocol), no
+/// repeats, all speaking one protocol (a client's request must fit every
+/// target). The error names the alias.
+pub fn check_alias_targets(
+    alias: &str,
+    targets: &[String],
+    protocol_of: impl Fn(&str) -> Option<Protocol>,
+) -> Result<(), String> {
+    if targets.is_empty() || targets.len() > MAX_ALIAS_TARGETS {
+        return Err(format!(
+            "alias {alias}: must have 1 to {MAX_ALIAS_TARGETS} targets"
+        ));
+    }
+    let mut first: Option<(&str, Protocol)> = None;
+    for (i, target) in targets.iter().enumerate() {
+        let Some((provider, model)) = target.split_once('/') else {
+            return Err(format!(
+                "alias {alias}: {target:?} must be \"provider/model\""
+            ));
+        };
+        let protocol = protocol_of(provider).filter(|_| !model.is_empty());
+        let Some(protocol) = protocol else {
+            return Err(format!(
+                "alias {alias}: {target:?} names no configured provider"
+            ));
+        };
+        if targets[..i].contains(target) {
+            return Err(format!("alias {alias}: {target:?} is listed twice"));
+        }
+        match first {
+            None => first = Some((target, protocol)),
+            Some((primary, p)) if p != protocol => {
+                return Err(format!(
+                    "alias {alias}: {target:?} speaks {} but {primary:?} speaks {}; every target of an alias must speak the client's protocol",
+                    protocol.as_str(),
+                    p.as_str()
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -84,7 +132,8 @@ pub struct Config {
     /// `serve` warns when the built-in price table is older (0: never).
     pub builtin_prices_max_age_days: u64,
     pub providers: Vec<ProviderConfig>,
-    pub aliases: BTreeMap<String, String>,
+    /// Each alias's targets (`provider/model`), in the order they are tried.
+    pub aliases: BTreeMap<String, Vec<String>>,
     /// Price overrides by `provider/model`, checked to parse.
     pub prices: BTreeMap<String, crate::ledger::prices::PriceSpec>,
 }
@@ -234,6 +283,29 @@ mod tests {
             .unwrap()
             .validate();
         assert!(matches!(bad, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.fast"));
+        let ok = FileConfig::parse(
+            "[aliases]\nsmart = [\"openai/gpt-4o-mini\", \"openai/gpt-4o\"]\none = \"openai/x\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(ok.aliases["smart"], ["openai/gpt-4o-mini", "openai/gpt-4o"]);
+        assert_eq!(ok.aliases["one"], ["openai/x"]);
+        let mixed = FileConfig::parse(
+            "[aliases]\nsmart = [\"openai/gpt-4o-mini\", \"anthropic/claude-haiku-4-5\"]\n",
+        )
+        .unwrap()
+        .validate();
+        assert!(
+            matches!(mixed, Err(ConfigError::Invalid { ref key, ref message }) if key == "aliases.smart" && message.contains("alias smart") && message.contains("protocol")),
+            "{mixed:?}"
+        );
+        let empty = FileConfig::parse("[aliases]\nsmart = []\n")
+            .unwrap()
+            .validate();
+        assert!(
+            matches!(empty, Err(ConfigError::Invalid { ref key, .. }) if key == "aliases.smart")
+        );
         let bad = FileConfig::parse("[auth]\nfailed_per_minute = 0\n")
             .unwrap()
             .validate();

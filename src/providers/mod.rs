@@ -8,7 +8,7 @@ pub mod sse;
 pub mod usage;
 pub mod watch;
 
-pub use router::{Route, Router};
+pub use router::{Route, Router, Routes};
 
 use crate::config::{EnvSource, Protocol, ProviderConfig};
 use crate::secret::Secret;

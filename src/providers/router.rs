@@ -1,8 +1,9 @@
-//! Model resolution: alias → `provider/model` → a bare model listed under a
-//! provider (the first provider listing it wins).
+//! Model resolution: alias → its targets (`provider/model`, tried in
+//! order) → `provider/model` → a bare model listed under a provider (the
+//! first provider listing it wins).
 
 use super::Provider;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
@@ -12,19 +13,45 @@ pub struct Route {
     pub model: String,
 }
 
+/// A requested model's targets, in the order they are tried; never empty.
+#[derive(Clone, Debug)]
+pub struct Routes(Vec<Route>);
+
+impl Routes {
+    /// The target tried first.
+    pub fn primary(&self) -> &Route {
+        &self.0[0]
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Route> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Keeps the targets `keep` accepts; `None` when none is left.
+    pub fn filtered(self, keep: impl Fn(&Route) -> bool) -> Option<Routes> {
+        let kept: Vec<Route> = self.0.into_iter().filter(|r| keep(r)).collect();
+        (!kept.is_empty()).then_some(Routes(kept))
+    }
+}
+
 #[derive(Debug)]
 pub struct Router {
     providers: Vec<Arc<Provider>>,
     by_name: HashMap<String, usize>,
     by_model: HashMap<String, usize>,
-    aliases: Vec<(String, String)>,
+    aliases: Vec<(String, Vec<String>)>,
 }
 
 impl Router {
-    pub fn new(
-        providers: Vec<Provider>,
-        aliases: &std::collections::BTreeMap<String, String>,
-    ) -> Router {
+    pub fn new(providers: Vec<Provider>, aliases: &BTreeMap<String, Vec<String>>) -> Router {
         let providers: Vec<Arc<Provider>> = providers.into_iter().map(Arc::new).collect();
         let mut by_name = HashMap::new();
         let mut by_model = HashMap::new();
@@ -45,13 +72,17 @@ impl Router {
         }
     }
 
-    pub fn resolve(&self, requested: &str) -> Option<Route> {
-        let target = self
-            .aliases
-            .iter()
-            .find(|(alias, _)| alias == requested)
-            .map(|(_, target)| target.as_str())
-            .unwrap_or(requested);
+    /// The targets of `requested`: an alias's, in order, else the one model
+    /// it names. A target whose provider is gone is left out.
+    pub fn resolve(&self, requested: &str) -> Option<Routes> {
+        if let Some((_, targets)) = self.aliases.iter().find(|(alias, _)| alias == requested) {
+            let all: Vec<Route> = targets.iter().filter_map(|t| self.one(t)).collect();
+            return (!all.is_empty()).then_some(Routes(all));
+        }
+        self.one(requested).map(|r| Routes(vec![r]))
+    }
+
+    fn one(&self, target: &str) -> Option<Route> {
         if let Some((prefix, model)) = target.split_once('/')
             && let Some(&i) = self.by_name.get(prefix)
             && !model.is_empty()
@@ -62,18 +93,16 @@ impl Router {
     }
 
     /// The same providers with another alias table.
-    pub fn with_aliases(&self, aliases: &std::collections::BTreeMap<String, String>) -> Router {
-        let mut next = Router {
+    pub fn with_aliases(&self, aliases: &BTreeMap<String, Vec<String>>) -> Router {
+        Router {
             providers: self.providers.clone(),
             by_name: self.by_name.clone(),
             by_model: self.by_model.clone(),
-            aliases: Vec::new(),
-        };
-        next.aliases = aliases
-            .iter()
-            .map(|(a, t)| (a.clone(), t.clone()))
-            .collect();
-        next
+            aliases: aliases
+                .iter()
+                .map(|(a, t)| (a.clone(), t.clone()))
+                .collect(),
+        }
     }
 
     fn route(&self, i: usize, model: &str) -> Route {
@@ -87,8 +116,9 @@ impl Router {
         &self.providers
     }
 
-    pub fn aliases(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.aliases.iter().map(|(a, t)| (a.as_str(), t.as_str()))
+    /// Each alias with its targets.
+    pub fn aliases(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.aliases.iter().map(|(a, t)| (a.as_str(), t.as_slice()))
     }
 }
 
@@ -112,7 +142,14 @@ mod tests {
 
     #[test]
     fn resolution_order() {
-        let aliases = [("fast".to_string(), "b/tiny".to_string())].into();
+        let aliases = [
+            ("fast".to_string(), vec!["b/tiny".to_string()]),
+            (
+                "smart".to_string(),
+                vec!["a/m1".to_string(), "gone/m".to_string(), "b/m2".to_string()],
+            ),
+        ]
+        .into();
         let r = Router::new(
             vec![
                 provider("a", &["m1", "org/model"]),
@@ -120,7 +157,20 @@ mod tests {
             ],
             &aliases,
         );
-        let got = |m: &str| r.resolve(m).map(|r| (r.provider.name.clone(), r.model));
+        let got = |m: &str| {
+            r.resolve(m)
+                .map(|r| (r.primary().provider.name.clone(), r.primary().model.clone()))
+        };
+        let smart: Vec<(String, String)> = r
+            .resolve("smart")
+            .unwrap()
+            .iter()
+            .map(|r| (r.provider.name.clone(), r.model.clone()))
+            .collect();
+        assert_eq!(
+            smart,
+            vec![("a".into(), "m1".into()), ("b".into(), "m2".into())]
+        );
         assert_eq!(got("fast"), Some(("b".into(), "tiny".into())));
         assert_eq!(got("b/m1"), Some(("b".into(), "m1".into())));
         assert_eq!(got("m1"), Some(("a".into(), "m1".into())));

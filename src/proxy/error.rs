@@ -76,6 +76,14 @@ pub enum ProxyError {
     RateLimited(Refusal),
     #[error("{}", .0.message())]
     BudgetExceeded(super::budget::BudgetRefusal),
+    #[error(
+        "Every upstream target of the model `{model}` is failing and temporarily skipped \
+         (circuit breaker open); retry after {retry_after_secs} s."
+    )]
+    BreakerOpen {
+        model: String,
+        retry_after_secs: u64,
+    },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -114,7 +122,9 @@ impl ProxyError {
             ProxyError::MissingProviderKey { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ProxyError::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::ShuttingDown | ProxyError::BreakerOpen { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::Unauthorized(AuthError::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotAllowed(_) => StatusCode::FORBIDDEN,
@@ -150,6 +160,7 @@ impl ProxyError {
             ProxyError::BodyTimeout { .. } => ErrorKind::BodyTimeout,
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
             ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
+            ProxyError::BreakerOpen { .. } => ErrorKind::BreakerOpen,
         }
     }
 
@@ -163,6 +174,7 @@ impl ProxyError {
             ProxyError::UpstreamUnreachable(_) => ("server_error", Some("upstream_unreachable")),
             ProxyError::UpstreamTimeout(_) => ("server_error", Some("upstream_timeout")),
             ProxyError::ShuttingDown => ("server_error", Some("shutting_down")),
+            ProxyError::BreakerOpen { .. } => ("server_error", Some("breaker_open")),
             ProxyError::Unauthorized(AuthError::Unavailable) => ("server_error", None),
             ProxyError::Unauthorized(AuthError::Conflicting) => ("invalid_request_error", None),
             ProxyError::Unauthorized(AuthError::Throttled { .. }) => {
@@ -214,6 +226,14 @@ impl ProxyError {
             );
         }
         if let ProxyError::Unauthorized(AuthError::Throttled { retry_after_secs }) = self {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
+        }
+        if let ProxyError::BreakerOpen {
+            retry_after_secs, ..
+        } = self
+        {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, (*retry_after_secs).into());

@@ -37,8 +37,9 @@ pub async fn list<B>(state: &AppState, req: &Request<B>) -> Response<Body> {
             }
         }
     }
-    for (alias, target) in router.aliases() {
+    for (alias, targets) in router.aliases() {
         if seen.insert(alias.to_string()) {
+            let target = targets.first().map(String::as_str).unwrap_or_default();
             let owner = target.split_once('/').map(|(p, _)| p).unwrap_or(target);
             entries.push((alias.to_string(), owner.to_string()));
         }

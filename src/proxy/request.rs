@@ -5,7 +5,7 @@ use super::budget::BudgetHold;
 use super::error::ProxyError;
 use crate::access::{ClientKey, model_allowed};
 use crate::config::Protocol;
-use crate::providers::Route;
+use crate::providers::{Route, Routes};
 use crate::state::AppState;
 use crate::trace::{MAX_MODEL_BYTES, Trace, truncated};
 use bytes::Bytes;
@@ -19,9 +19,15 @@ use tollgate_modules::rate_limit::{Limits, Ticket};
 /// A request ready to go upstream.
 pub struct Prepared {
     pub endpoint: Endpoint,
-    pub route: Route,
+    /// The targets, in the order they are tried (the key may use each).
+    pub routes: Routes,
     pub headers: HeaderMap,
+    /// The body for the primary target.
     pub body: Bytes,
+    /// The client's body, and the model it named: another target's body is
+    /// this one with that target's model (see [`Prepared::body_for`]).
+    pub original: Bytes,
+    pub requested: String,
     /// tollgate asked for stream usage the client did not ask for, and must
     /// remove it from what the client sees.
     pub strip_injected_usage: bool,
@@ -125,17 +131,21 @@ where
     trace.model_requested = Some(requested.to_string());
     trace.stream = stream;
 
-    let route = state
-        .router()
+    let router = state.router();
+    let routes = router
         .resolve(requested)
         .ok_or_else(|| ProxyError::UnknownModel(requested.to_string()))?;
+    trace.provider = Some(routes.primary().provider.name.clone());
+    trace.model_resolved = Some(routes.primary().model.clone());
+    let routes = match key {
+        Some(key) => routes
+            .filtered(|r| model_allowed(key, &router, r))
+            .ok_or_else(|| ProxyError::ModelNotAllowed(requested.to_string()))?,
+        None => routes,
+    };
+    let route = routes.primary();
     trace.provider = Some(route.provider.name.clone());
     trace.model_resolved = Some(route.model.clone());
-    if let Some(key) = key
-        && !model_allowed(key, &state.router(), &route)
-    {
-        return Err(ProxyError::ModelNotAllowed(requested.to_string()));
-    }
     if route.provider.protocol != endpoint.protocol() {
         return Err(ProxyError::WrongProtocol {
             model: requested.to_string(),
@@ -169,21 +179,56 @@ where
     let inject_usage = endpoint == Endpoint::ChatCompletions
         && stream
         && meta.stream_options.and_then(|o| o.include_usage) != Some(true);
-    let rename = route.model != requested;
-    let body = if rename || inject_usage {
-        rewrite(&body, rename.then_some(route.model.as_str()), inject_usage)?
-    } else {
-        body
-    };
+    let requested = requested.to_string();
+    let original = body.clone();
+    let body = body_for(&original, &requested, route, inject_usage)?;
     Ok(Prepared {
         endpoint,
-        route,
+        routes,
         headers: parts.headers,
         body,
+        original,
+        requested,
         strip_injected_usage: inject_usage,
         ticket,
         budget,
     })
+}
+
+impl Prepared {
+    /// The body to send to `route`: the client's, with the target's model
+    /// name (and the usage request tollgate adds).
+    pub fn body_for(&self, route: &Route) -> Result<Bytes, ProxyError> {
+        if route.provider.name == self.routes.primary().provider.name
+            && route.model == self.routes.primary().model
+        {
+            return Ok(self.body.clone());
+        }
+        body_for(
+            &self.original,
+            &self.requested,
+            route,
+            self.strip_injected_usage,
+        )
+    }
+}
+
+fn body_for(
+    original: &Bytes,
+    requested: &str,
+    route: &Route,
+    inject_usage: bool,
+) -> Result<Bytes, ProxyError> {
+    let rename = route.model != requested;
+    if rename || inject_usage {
+        rewrite(
+            original,
+            rename.then_some(route.model.as_str()),
+            inject_usage,
+        )
+    } else {
+        Ok(original.clone())
+    }
 }
 
 /// Admits the request under its key's limits (the key's own, else the

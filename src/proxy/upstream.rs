@@ -10,8 +10,10 @@ use crate::providers::Route;
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::trace::Trace;
+use crate::trace::now_ms;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tollgate_modules::retry::retryable_status;
 
 pub struct UpstreamCall {
     pub response: reqwest::Response,
@@ -47,29 +49,236 @@ const DROP_REQUEST: &[&str] = &[
     "openai-project",
 ];
 
+/// How one attempt ended, for the trace's attempt log.
+enum Ended {
+    Status(u16),
+    Error(&'static str),
+    Skipped,
+}
+
+/// The attempts of one request, as the trace records them.
+#[derive(Default)]
+struct Attempts {
+    log: Vec<serde_json::Value>,
+    made: i64,
+    skipped: bool,
+}
+
+impl Attempts {
+    fn push(&mut self, route: &Route, ended: Ended, took: Option<Duration>, outcome: &str) {
+        let mut entry = serde_json::json!({
+            "n": self.log.len() + 1,
+            "provider": route.provider.name,
+            "model": route.model,
+        });
+        match ended {
+            Ended::Status(s) => entry["status"] = s.into(),
+            Ended::Error(e) => entry["error"] = e.into(),
+            Ended::Skipped => {
+                entry["error"] = "breaker_open".into();
+                self.skipped = true;
+            }
+        }
+        if let Some(took) = took {
+            self.made += 1;
+            entry["duration_us"] = (took.as_micros() as i64).into();
+        }
+        entry["outcome"] = outcome.into();
+        self.log.push(entry);
+    }
+
+    fn record(self, trace: &mut Trace) {
+        trace.attempts = (self.made > 0).then_some(self.made);
+        if self.made > 1 || self.skipped {
+            trace.attempt_log = Some(serde_json::Value::Array(self.log).to_string());
+        }
+    }
+}
+
+/// Sends the request to its targets in turn until one answers: each target
+/// is tried up to `[modules.retry]`'s attempts (with backoff) while its
+/// breaker lets requests through, then the next (`[modules.fallback]`). A
+/// connect error, a timeout before the first byte, 429 and 5xx are failures
+/// worth another attempt; anything else is the answer. The decision is made
+/// here, on the response head, before any byte reaches the client: once the
+/// answer is handed to the body nothing is retried. When every attempt
+/// failed, the last failure is the answer (an upstream error passes through
+/// as before); when no target was tried because every breaker is open, the
+/// client gets 503 `breaker_open`.
 pub async fn send(
     state: &AppState,
     prepared: Prepared,
     trace: &mut Trace,
 ) -> Result<UpstreamCall, ProxyError> {
-    let provider = &prepared.route.provider;
-    let mut headers = forwardable(&prepared.headers);
+    let modules = state.modules();
+    let headers = base_headers(&prepared.headers);
+    let targets: Vec<&Route> = if modules.fallback.enabled {
+        prepared.routes.iter().collect()
+    } else {
+        vec![prepared.routes.primary()]
+    };
+    let per_target = modules.retry.attempts_per_target();
+    let mut attempts = Attempts::default();
+    let mut last: Option<Result<UpstreamCall, ProxyError>> = None;
+    let mut attempted = false;
+    'targets: for route in targets {
+        let body = prepared.body_for(route)?;
+        for n in 0..per_target {
+            if !state.breaker.admit(
+                &modules.breaker,
+                &route.provider.name,
+                &route.model,
+                now_ms(),
+            ) {
+                attempts.push(route, Ended::Skipped, None, "skipped");
+                continue 'targets;
+            }
+            if n > 0 {
+                let asked = match &last {
+                    Some(Ok(call)) => retry_after(call.response.headers()),
+                    _ => None,
+                };
+                tokio::time::sleep(modules.retry.backoff(n as u32, jitter(), asked)).await;
+            }
+            let started = Instant::now();
+            let path = prepared.endpoint.upstream_path();
+            let result = attempt(state, route, path, &headers, body.clone(), trace).await;
+            attempted |= trace.upstream_attempted;
+            let (ended, failed) = match &result {
+                Ok(call) => {
+                    let status = call.response.status().as_u16();
+                    (Ended::Status(status), retryable_status(status))
+                }
+                Err(ProxyError::UpstreamTimeout(_)) => (Ended::Error("timeout"), true),
+                Err(ProxyError::UpstreamUnreachable(_)) => (Ended::Error("unreachable"), true),
+                // Not the upstream's failure (no key for this provider):
+                // no retry, no breaker count; the next target may do.
+                Err(_) => {
+                    attempts.push(
+                        route,
+                        Ended::Error("missing_provider_key"),
+                        Some(started.elapsed()),
+                        "failed",
+                    );
+                    last = Some(result);
+                    continue 'targets;
+                }
+            };
+            // A 429 is the provider limiting this account, not failing: it is
+            // retried, but tells the breaker nothing.
+            if !matches!(ended, Ended::Status(429)) {
+                state.breaker.record(
+                    &modules.breaker,
+                    &route.provider.name,
+                    &route.model,
+                    !failed,
+                    now_ms(),
+                );
+            }
+            if !failed {
+                attempts.push(route, ended, Some(started.elapsed()), "answered");
+                attempts.record(trace);
+                return finish(result, route, prepared.strip_injected_usage, trace);
+            }
+            attempts.push(route, ended, Some(started.elapsed()), "failed");
+            if let Some(Ok(previous)) = last.replace(result) {
+                drop(previous);
+            }
+            trace.provider = Some(route.provider.name.clone());
+            trace.model_resolved = Some(route.model.clone());
+        }
+    }
+    attempts.record(trace);
+    trace.upstream_attempted = attempted;
+    match last {
+        Some(Ok(call)) => {
+            let route = call.route.clone();
+            finish(Ok(call), &route, prepared.strip_injected_usage, trace)
+        }
+        Some(Err(e)) => Err(e),
+        None => Err(ProxyError::BreakerOpen {
+            model: prepared.requested.clone(),
+            retry_after_secs: modules.breaker.cooldown_ms.div_ceil(1000).max(1),
+        }),
+    }
+}
+
+/// The answer's route and status on the trace.
+fn finish(
+    result: Result<UpstreamCall, ProxyError>,
+    route: &Route,
+    strip_injected_usage: bool,
+    trace: &mut Trace,
+) -> Result<UpstreamCall, ProxyError> {
+    let mut call = result?;
+    call.strip_injected_usage = strip_injected_usage;
+    trace.provider = Some(route.provider.name.clone());
+    trace.model_resolved = Some(route.model.clone());
+    let response = &call.response;
+    trace.status = response.status().as_u16();
+    trace.upstream_status = Some(trace.status);
+    trace.upstream_request_id = response
+        .headers()
+        .get("x-request-id")
+        .or_else(|| response.headers().get("request-id"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok(call)
+}
+
+/// The pause an upstream asked for: `retry-after-ms`, else `retry-after`
+/// in whole seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    number("retry-after-ms")
+        .map(Duration::from_millis)
+        .or_else(|| number("retry-after").map(Duration::from_secs))
+}
+
+/// A uniform draw in [0, 1) for the backoff's jitter.
+fn jitter() -> f64 {
+    (getrandom::u64().unwrap_or(0) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The headers every attempt sends, before the credential.
+fn base_headers(incoming: &HeaderMap) -> HeaderMap {
+    let mut headers = forwardable(incoming);
     // The proxy reads usage out of the body, so it must arrive uncompressed.
     headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers
+}
+
+/// One attempt at one target: its credential in, sent, the response head
+/// awaited (up to `upstream.first_byte_timeout`).
+async fn attempt(
+    state: &AppState,
+    route: &Route,
+    path: &'static str,
+    headers: &HeaderMap,
+    body: bytes::Bytes,
+    trace: &mut Trace,
+) -> Result<UpstreamCall, ProxyError> {
+    let provider = &route.provider;
+    let mut headers = headers.clone();
     if provider.protocol == Protocol::Anthropic
         && !headers.contains_key("anthropic-version")
         && let Ok(v) = HeaderValue::from_str(&provider.anthropic_version)
     {
         headers.insert("anthropic-version", v);
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    let url = provider.url(prepared.endpoint.upstream_path());
+    let url = provider.url(path);
 
     // Vault keys first, spread round robin; after a 401 the request is
     // tried with the next one, and the refused key is probed (and set aside
@@ -113,7 +322,7 @@ pub async fn send(
             .client
             .post(url.clone())
             .headers(attempt)
-            .body(prepared.body.clone());
+            .body(body.clone());
         let response = match tokio::time::timeout(
             state.config.upstream.first_byte_timeout,
             request.send(),
@@ -145,18 +354,10 @@ pub async fn send(
         }
         break (response, sent_at, credential);
     };
-    trace.status = response.status().as_u16();
-    trace.upstream_status = Some(trace.status);
-    trace.upstream_request_id = response
-        .headers()
-        .get("x-request-id")
-        .or_else(|| response.headers().get("request-id"))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     Ok(UpstreamCall {
         response,
-        route: prepared.route,
-        strip_injected_usage: prepared.strip_injected_usage,
+        route: route.clone(),
+        strip_injected_usage: false,
         sent_at,
         credential,
     })

@@ -117,11 +117,14 @@ pub enum Mutation {
         master_key_id: String,
         rows: Vec<(String, [u8; 12], Vec<u8>)>,
     },
+    /// An alias and its targets, in order (at least one).
     SetAlias {
         name: String,
-        target: String,
+        targets: Vec<String>,
         at_ms: i64,
     },
+    /// A circuit breaker's new state (the system's change, `breaker.*`).
+    SetBreakerState(tollgate_modules::breaker::Status),
     DeleteAlias {
         name: String,
     },
@@ -222,11 +225,30 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
             }
             Ok(())
         }
-        Mutation::SetAlias { name, target, at_ms } => conn
+        Mutation::SetAlias { name, targets, at_ms } => {
+            let Some(first) = targets.first() else {
+                return Err(rusqlite::Error::InvalidParameterCount(0, 1));
+            };
+            let list = (targets.len() > 1)
+                .then(|| serde_json::to_string(targets))
+                .transpose()
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+            conn.execute(
+                "INSERT INTO aliases (name, target, updated_at_ms, targets) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET target = excluded.target,
+                     updated_at_ms = excluded.updated_at_ms, targets = excluded.targets",
+                params![name, first, at_ms, list],
+            )
+            .map(drop)
+        }
+        Mutation::SetBreakerState(s) => conn
             .execute(
-                "INSERT INTO aliases (name, target, updated_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET target = excluded.target, updated_at_ms = excluded.updated_at_ms",
-                params![name, target, at_ms],
+                "INSERT INTO breaker_state (provider, model, state, failures, opened_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (provider, model) DO UPDATE SET state = excluded.state,
+                     failures = excluded.failures, opened_at_ms = excluded.opened_at_ms,
+                     updated_at_ms = excluded.updated_at_ms",
+                params![s.provider, s.model, s.state.as_str(), s.failures, s.opened_at_ms, s.changed_at_ms],
             )
             .map(drop),
         Mutation::DeleteAlias { name } => {
@@ -369,9 +391,22 @@ pub fn provider_keys(conn: &Connection) -> rusqlite::Result<Vec<ProviderKeyRow>>
     .collect()
 }
 
-pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, String>> {
-    conn.prepare("SELECT name, target FROM aliases")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+/// Each stored alias with its targets, in order.
+pub fn aliases(conn: &Connection) -> rusqlite::Result<BTreeMap<String, Vec<String>>> {
+    conn.prepare("SELECT name, target, targets FROM aliases")?
+        .query_map([], |r| {
+            let targets = match r.get::<_, Option<String>>(2)? {
+                Some(json) => serde_json::from_str(&json).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        2,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    )
+                })?,
+                None => vec![r.get(1)?],
+            };
+            Ok((r.get(0)?, targets))
+        })?
         .collect()
 }
 
@@ -396,6 +431,27 @@ pub fn module_overrides(conn: &Connection) -> rusqlite::Result<BTreeMap<String, 
             ))
         })?
         .collect()
+}
+
+/// Every persisted circuit breaker state.
+pub fn breaker_states(
+    conn: &Connection,
+) -> rusqlite::Result<Vec<tollgate_modules::breaker::Status>> {
+    use tollgate_modules::breaker::{State, Status};
+    conn.prepare(
+        "SELECT provider, model, state, failures, opened_at_ms, updated_at_ms FROM breaker_state",
+    )?
+    .query_map([], |r| {
+        Ok(Status {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            state: State::from_name(&r.get::<_, String>(2)?).unwrap_or(State::Closed),
+            failures: r.get(3)?,
+            opened_at_ms: r.get(4)?,
+            changed_at_ms: r.get(5)?,
+        })
+    })?
+    .collect()
 }
 
 /// Price overrides keyed `provider/model`: the whole spec as stored since

@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_module_settings.sql",
         include_str!("../../migrations/0006_module_settings.sql"),
     ),
+    (
+        7,
+        "0007_retry_breaker.sql",
+        include_str!("../../migrations/0007_retry_breaker.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -7,6 +7,7 @@
 
 pub mod access_sql;
 pub mod audit_sql;
+pub mod breaker_sink;
 pub mod budget_sql;
 mod connection;
 pub mod cost_sql;

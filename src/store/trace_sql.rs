@@ -37,15 +37,18 @@ pub const COLUMNS: [&str; 27] = [
     "response_body",
 ];
 
-/// Columns added by migration 0004, after [`COLUMNS`]: covered by the audit
-/// digest only when not NULL, so rows from before keep their digests.
-pub const ADDED_COLUMNS: [&str; 6] = [
+/// Columns added by migrations 0004 and 0007, after [`COLUMNS`]: covered by
+/// the audit digest only when not NULL, so rows from before keep their
+/// digests.
+pub const ADDED_COLUMNS: [&str; 8] = [
     "cache_write_1h_tokens",
     "input_audio_tokens",
     "output_audio_tokens",
     "input_image_tokens",
     "web_search_calls",
     "service_tier",
+    "attempts",
+    "attempt_log",
 ];
 
 /// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
@@ -102,6 +105,8 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
         t.usage
             .service_tier
             .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_str().as_bytes())),
+        int(t.attempts),
+        text(&t.attempt_log),
     ]
 }
 

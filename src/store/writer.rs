@@ -134,6 +134,30 @@ impl WriterHandle {
             .map_err(StoreError::Rejected)
     }
 
+    /// Appends an entry without waiting for it (a change the system makes
+    /// on the request path, such as a circuit breaker's). When the queue is
+    /// full, a task waits for room.
+    pub fn submit(&self, entry: AdminEntry) {
+        let op = WriteOp::Audit(Box::new(entry), None);
+        match self.tx.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(op)) => {
+                let tx = self.tx.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => {
+                        rt.spawn(async move {
+                            let _ = tx.send(op).await;
+                        });
+                    }
+                    Err(_) => tracing::error!("an audit entry was lost: no runtime to queue it"),
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::warn!("an audit entry was not written: the writer has stopped");
+            }
+        }
+    }
+
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }

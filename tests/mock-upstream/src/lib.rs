@@ -74,6 +74,14 @@
 //!   `anthropic-organization-id`) and the rate-limit and processing headers
 //!   of [`ACCOUNT_AND_INFO_HEADERS`] to the response.
 //!
+//! Per-instance control (not a header: a proxy forwards the client's
+//! headers to every upstream it tries, so a header cannot fail one upstream
+//! and not another): [`MockConfig::fail_status`] (binary:
+//! `--fail-status N`), changed at runtime with
+//! [`MockUpstream::set_fail_status`], answers *every* proxied route with
+//! that status and a provider-shaped error — a provider that is down. A
+//! 429 adds `retry-after: 1` as with `x-mock-status`.
+//!
 //! [`MockUpstream::stream_bytes_sent`] counts the stream bytes handed to
 //! connections, to tell how far the mock is in sending a stream.
 //!
@@ -163,6 +171,9 @@ pub struct MockConfig {
     /// Keep a copy of every request for [`MockUpstream::requests`]. On by default;
     /// turn it off for load tests.
     pub record: bool,
+    /// Answer every proxied route with this status (>= 400), as a failing
+    /// provider does; `None` (default): answer normally.
+    pub fail_status: Option<u16>,
 }
 
 impl Default for MockConfig {
@@ -172,6 +183,7 @@ impl Default for MockConfig {
             first_byte_delay: Duration::ZERO,
             expect_key: None,
             record: true,
+            fail_status: None,
         }
     }
 }
@@ -210,6 +222,8 @@ struct Shared {
     cancelled: AtomicUsize,
     next_id: AtomicU64,
     stream_bytes: AtomicU64,
+    /// [`MockConfig::fail_status`], changeable at runtime; 0: none.
+    fail_status: std::sync::atomic::AtomicU16,
 }
 
 impl Shared {
@@ -260,13 +274,14 @@ impl MockUpstream {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            cfg,
             requests: Mutex::new(Vec::new()),
             request_count: AtomicUsize::new(0),
             completed: AtomicUsize::new(0),
             cancelled: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             stream_bytes: AtomicU64::new(0),
+            fail_status: std::sync::atomic::AtomicU16::new(cfg.fail_status.unwrap_or(0)),
+            cfg,
         });
         let (tx, rx) = watch::channel(());
         let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
@@ -297,6 +312,14 @@ impl MockUpstream {
     /// Number of requests received (counted even when recording is off).
     pub fn request_count(&self) -> usize {
         self.shared.request_count.load(Ordering::SeqCst)
+    }
+
+    /// From now on, answer every proxied route with `status` (a provider
+    /// that is down), or normally again with `None`.
+    pub fn set_fail_status(&self, status: Option<u16>) {
+        self.shared
+            .fail_status
+            .store(status.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Bytes of stream bodies handed to connections so far.
@@ -750,7 +773,13 @@ async fn handle(
         shared.recorded().push(rec);
     }
 
-    let ctl = Controls::from_headers(&parts.headers, &shared.cfg);
+    let mut ctl = Controls::from_headers(&parts.headers, &shared.cfg);
+    if let Some(status) = StatusCode::from_u16(shared.fail_status.load(Ordering::SeqCst))
+        .ok()
+        .filter(|s| s.as_u16() >= 400)
+    {
+        ctl.status = Some(status);
+    }
     if !ctl.first_byte_delay.is_zero() {
         tokio::time::sleep(ctl.first_byte_delay).await;
     }

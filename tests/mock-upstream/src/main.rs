@@ -8,7 +8,7 @@ use std::time::Duration;
 use tollgate_mock_upstream::{MockConfig, MockUpstream};
 
 const USAGE: &str = "usage: mock-upstream [--listen ADDR] [--chunk-delay-ms N] \
-[--first-byte-delay-ms N] [--key KEY] [--no-record]";
+[--first-byte-delay-ms N] [--key KEY] [--no-record] [--fail-status N]";
 
 struct Args {
     listen: SocketAddr,
@@ -47,6 +47,15 @@ fn parse_args() -> Result<Args, String> {
             "--first-byte-delay-ms" => cfg.first_byte_delay = millis(&flag, value(&flag)?)?,
             "--key" => cfg.expect_key = Some(value("--key")?),
             "--no-record" => cfg.record = false,
+            "--fail-status" => {
+                let v = value("--fail-status")?;
+                cfg.fail_status = Some(
+                    v.parse::<u16>()
+                        .ok()
+                        .filter(|s| (400..=599).contains(s))
+                        .ok_or_else(|| format!("--fail-status: not a status 400..599: {v:?}"))?,
+                );
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);

@@ -348,3 +348,44 @@ async fn alias_targets_must_all_speak_one_protocol() {
     );
     assert_eq!(aliases["smart"], "openai/gpt-4o-mini");
 }
+
+#[tokio::test]
+async fn fallback_switched_off_and_on_through_the_admin_api_takes_effect_at_once() {
+    let (gw, backup) = two_upstreams(
+        json!(["openai/gpt-4o-mini", "backup/gpt-4o-mini"]),
+        "[modules.retry]\nenabled = false\n",
+    )
+    .await;
+    gw.mock.set_fail_status(Some(502));
+    let ask = || async {
+        client()
+            .post(gw.url("/v1/chat/completions"))
+            .json(&chat("smart", false))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ask().await, 200);
+    let (status, body) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/modules/fallback",
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask().await, 502, "only the primary is tried");
+    assert_eq!(chat_requests(&backup), 1);
+    let (status, body) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/modules/fallback",
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask().await, 200);
+    assert_eq!(chat_requests(&backup), 2);
+}

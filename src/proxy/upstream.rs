@@ -181,9 +181,7 @@ pub async fn send(
                 return finish(result, route, prepared.strip_injected_usage, trace);
             }
             attempts.push(route, ended, Some(started.elapsed()), "failed");
-            if let Some(Ok(previous)) = last.replace(result) {
-                drop(previous);
-            }
+            last = Some(result);
             trace.provider = Some(route.provider.name.clone());
             trace.model_resolved = Some(route.model.clone());
         }

@@ -162,7 +162,7 @@ where
     let budget = match super::budget::admit(
         state,
         key,
-        &route,
+        route,
         estimated_input(body.len()),
         requested_output(endpoint, &meta),
     ) {

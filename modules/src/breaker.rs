@@ -185,6 +185,10 @@ impl Breaker {
             return true;
         }
         let mut targets = self.targets();
+        // The usual case, every target healthy: no key to build.
+        if targets.is_empty() {
+            return true;
+        }
         let Some(e) = targets.get_mut(&(provider.to_string(), model.to_string())) else {
             return true;
         };
@@ -213,6 +217,9 @@ impl Breaker {
             return;
         }
         let mut targets = self.targets();
+        if ok && targets.is_empty() {
+            return;
+        }
         let key = (provider.to_string(), model.to_string());
         if ok {
             let Some(e) = targets.get_mut(&key) else {

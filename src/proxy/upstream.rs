@@ -56,42 +56,68 @@ enum Ended {
     Skipped,
 }
 
-/// The attempts of one request, as the trace records them.
-#[derive(Default)]
-struct Attempts {
-    log: Vec<serde_json::Value>,
-    made: i64,
-    skipped: bool,
+/// One attempt, as the trace's attempt log records it.
+struct Attempt<'r> {
+    route: &'r Route,
+    ended: Ended,
+    /// `None`: skipped without a request.
+    took: Option<Duration>,
+    outcome: &'static str,
 }
 
-impl Attempts {
-    fn push(&mut self, route: &Route, ended: Ended, took: Option<Duration>, outcome: &str) {
-        let mut entry = serde_json::json!({
-            "n": self.log.len() + 1,
-            "provider": route.provider.name,
-            "model": route.model,
+/// The attempts of one request; serialised only when the trace keeps the
+/// log (more than one attempt, or a target skipped).
+#[derive(Default)]
+struct Attempts<'r> {
+    log: Vec<Attempt<'r>>,
+}
+
+impl<'r> Attempts<'r> {
+    fn push(
+        &mut self,
+        route: &'r Route,
+        ended: Ended,
+        took: Option<Duration>,
+        outcome: &'static str,
+    ) {
+        self.log.push(Attempt {
+            route,
+            ended,
+            took,
+            outcome,
         });
-        match ended {
-            Ended::Status(s) => entry["status"] = s.into(),
-            Ended::Error(e) => entry["error"] = e.into(),
-            Ended::Skipped => {
-                entry["error"] = "breaker_open".into();
-                self.skipped = true;
-            }
-        }
-        if let Some(took) = took {
-            self.made += 1;
-            entry["duration_us"] = (took.as_micros() as i64).into();
-        }
-        entry["outcome"] = outcome.into();
-        self.log.push(entry);
     }
 
     fn record(self, trace: &mut Trace) {
-        trace.attempts = (self.made > 0).then_some(self.made);
-        if self.made > 1 || self.skipped {
-            trace.attempt_log = Some(serde_json::Value::Array(self.log).to_string());
+        let made = self.log.iter().filter(|a| a.took.is_some()).count() as i64;
+        let skipped = self.log.iter().any(|a| a.took.is_none());
+        trace.attempts = (made > 0).then_some(made);
+        if made <= 1 && !skipped {
+            return;
         }
+        let entries: Vec<serde_json::Value> = self
+            .log
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let mut entry = serde_json::json!({
+                    "n": i + 1,
+                    "provider": a.route.provider.name,
+                    "model": a.route.model,
+                });
+                match a.ended {
+                    Ended::Status(s) => entry["status"] = s.into(),
+                    Ended::Error(e) => entry["error"] = e.into(),
+                    Ended::Skipped => entry["error"] = "breaker_open".into(),
+                }
+                if let Some(took) = a.took {
+                    entry["duration_us"] = (took.as_micros() as i64).into();
+                }
+                entry["outcome"] = a.outcome.into();
+                entry
+            })
+            .collect();
+        trace.attempt_log = Some(serde_json::Value::Array(entries).to_string());
     }
 }
 

@@ -138,11 +138,11 @@ pub async fn send(
 ) -> Result<UpstreamCall, ProxyError> {
     let modules = state.modules();
     let headers = base_headers(&prepared.headers);
-    let targets: Vec<&Route> = if modules.fallback.enabled {
-        prepared.routes.iter().collect()
+    let targets = prepared.routes.iter().take(if modules.fallback.enabled {
+        usize::MAX
     } else {
-        vec![prepared.routes.primary()]
-    };
+        1
+    });
     let per_target = modules.retry.attempts_per_target();
     let mut attempts = Attempts::default();
     let mut last: Option<Result<UpstreamCall, ProxyError>> = None;

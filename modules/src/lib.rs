@@ -7,7 +7,10 @@
 //!
 //! [`rate_limit`] and [`budget`] are used directly by the proxy (they hand
 //! out a ticket / hold that lives as long as the request, which a verdict
-//! cannot carry).
+//! cannot carry), and so are [`retry`] (retry and fallback settings, the
+//! backoff) and [`breaker`] (a circuit breaker per target, persisted through
+//! [`breaker::BreakerStore`]): they decide between upstream attempts, which
+//! no request-level verdict can.
 
 pub mod breaker;
 pub mod budget;

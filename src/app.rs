@@ -141,6 +141,7 @@ impl App {
         let file_prices = RwLock::new(config.prices.clone());
         let auth = ClientAuth::new(reads.clone(), config.failed_auth);
         let modules = RwLock::new(Arc::new(modules));
+        let rate_limiter = tollgate_modules::rate_limit::RateLimiter::new();
         let breaker = tollgate_modules::breaker::Breaker::new(Box::new(
             store::breaker_sink::BreakerSink(handle.clone()),
         ));
@@ -157,7 +158,11 @@ impl App {
             metrics: Metrics::default(),
             admin,
             vault,
-            rate_limiter: Default::default(),
+            pipeline: tollgate_modules::Pipeline::new(vec![
+                Box::new(rate_limiter.clone()),
+                Box::new(budgets.clone()),
+            ]),
+            rate_limiter,
             budgets,
             breaker,
             file_prices,

@@ -31,6 +31,9 @@ pub struct AppState {
     /// The modules' switches and settings in force: the config file's,
     /// then the database's runtime settings on top; swapped whole.
     pub(crate) modules: RwLock<Arc<tollgate_modules::ModuleSettings>>,
+    /// The modules that admit or refuse whole requests, in order
+    /// (`rate_limit`, `budget`; they share their state with the fields below).
+    pub pipeline: tollgate_modules::Pipeline,
     /// A circuit breaker per upstream target (`[modules.breaker]`).
     pub breaker: tollgate_modules::breaker::Breaker,
     /// Per-key request, token and concurrency limits (`[modules.rate_limit]`).

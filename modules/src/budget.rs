@@ -393,6 +393,26 @@ impl Hold {
         self.settle_at(actual_uc, Period::now());
     }
 
+    /// Replaces the reservation by the actual cost, charged to every scope
+    /// but the providers other than `answered_by` (targets not used for the
+    /// answer are only released).
+    pub fn settle_to(mut self, actual_uc: i64, answered_by: Option<&str>) {
+        let now = Period::now();
+        let (charged, released): (Vec<Scope>, Vec<Scope>) = std::mem::take(&mut self.scopes)
+            .into_iter()
+            .partition(|s| match s {
+                Scope::Provider(p) => answered_by.is_none_or(|a| a == p),
+                _ => true,
+            });
+        self.settled = true;
+        let (reserved, admitted) = (self.reserved_uc, self.admitted);
+        self.store
+            .settle(&charged, reserved, actual_uc.max(0), admitted, now);
+        if !released.is_empty() {
+            self.store.settle(&released, reserved, 0, admitted, now);
+        }
+    }
+
     pub fn settle_at(mut self, actual_uc: i64, now: Period) {
         self.settled = true;
         self.store.settle(
@@ -590,6 +610,146 @@ pub fn worst_case_uc(parts: &[(u64, i64)]) -> i64 {
         .sum();
     let uc = (total + 999_999) / 1_000_000;
     i64::try_from(uc).unwrap_or(i64::MAX)
+}
+
+/// Why the budget module refused a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BudgetRefusal {
+    /// A budget has no room for the request's worst case.
+    Exceeded(Refusal),
+    /// A target has no price, so the request's cost cannot be bounded, and
+    /// the policy (`unknown_price = "refuse"`) is to refuse.
+    UnknownPrice { model: String, scope: Scope },
+}
+
+fn window_name(w: Window) -> &'static str {
+    match w {
+        Window::Day => "daily (UTC day)",
+        Window::Month => "monthly (UTC calendar month)",
+        Window::Total => "total",
+    }
+}
+
+impl BudgetRefusal {
+    /// The client-facing message: the scope and window, and for the
+    /// client's own key the amounts; never a secret or a key id.
+    pub fn message(&self) -> String {
+        match self {
+            BudgetRefusal::Exceeded(r) => {
+                let window = window_name(r.budget.window);
+                let amounts = match r.scope {
+                    Scope::Key(_) => format!(
+                        " (budget ${}, spent ${}, reserved by requests in flight ${}; this \
+                         request could cost up to ${})",
+                        format_usd_exact(r.budget.limit_uc),
+                        format_usd_exact(r.spent_uc),
+                        format_usd_exact(r.reserved_uc),
+                        format_usd_exact(r.requested_uc),
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "Budget exceeded: the {window} budget of {} has no room for this \
+                     request{amounts}.",
+                    r.scope
+                )
+            }
+            BudgetRefusal::UnknownPrice { model, scope } => format!(
+                "The model `{model}` has no price on this gateway, so its cost cannot be \
+                 bounded under the budget of {scope}; the request is refused."
+            ),
+        }
+    }
+
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BudgetRefusal::Exceeded(_) => "budget_exceeded",
+            BudgetRefusal::UnknownPrice { .. } => "budget_price_unknown",
+        }
+    }
+}
+
+/// The budget module: every request reserves its worst case on every scope
+/// it falls in — its key, each provider it may go to, all traffic — and is
+/// admitted only if every budget among them has room. The worst case is the
+/// largest over the request's targets (a fallback may answer). Spending is
+/// tracked even for scopes without a budget and with the module off, so a
+/// budget set later starts from the truth.
+impl crate::pipeline::Module for Budgets {
+    fn name(&self) -> &'static str {
+        "budget"
+    }
+
+    fn admit(
+        &self,
+        request: &crate::pipeline::Request<'_>,
+        settings: &crate::ModuleSettings,
+    ) -> Result<Option<Box<dyn crate::pipeline::Admission>>, crate::pipeline::Refusal> {
+        let settings = &settings.budget;
+        let on = settings.enabled;
+        let mut scopes = Vec::with_capacity(2 + request.targets.len());
+        if request.authenticated {
+            scopes.push(Scoped {
+                scope: Scope::Key(request.key_id.to_string()),
+                budget: request.key.budget.filter(|_| on),
+            });
+        }
+        for target in request.targets {
+            let scope = Scope::Provider(target.provider.to_string());
+            if scopes.iter().all(|s| s.scope != scope) {
+                scopes.push(Scoped {
+                    scope,
+                    budget: settings.provider(target.provider).filter(|_| on),
+                });
+            }
+        }
+        scopes.push(Scoped {
+            scope: Scope::Global,
+            budget: settings.global().filter(|_| on),
+        });
+        let worst_case = match scopes.iter().find(|s| s.budget.is_some()) {
+            None => 0,
+            Some(first) => {
+                let output = request.max_tokens.unwrap_or(settings.default_max_tokens);
+                let mut worst = 0;
+                for target in request.targets {
+                    let Some((input_rate, output_rate)) =
+                        target.rates.or_else(|| settings.fallback_rates())
+                    else {
+                        return Err(crate::pipeline::Refusal::Budget(
+                            BudgetRefusal::UnknownPrice {
+                                model: format!("{}/{}", target.provider, target.model),
+                                scope: first.scope.clone(),
+                            },
+                        ));
+                    };
+                    worst = worst.max(worst_case_uc(&[
+                        (request.input_tokens, input_rate),
+                        (output, output_rate),
+                    ]));
+                }
+                worst
+            }
+        };
+        let hold = self
+            .admit(scopes, worst_case)
+            .map_err(|r| crate::pipeline::Refusal::Budget(BudgetRefusal::Exceeded(r)))?;
+        Ok(Some(Box::new(BudgetAdmission(hold))))
+    }
+}
+
+/// An admitted request's reservation, settled to its cost (its worst case
+/// when the cost stays unknown).
+#[derive(Debug)]
+struct BudgetAdmission(Hold);
+
+impl crate::pipeline::Admission for BudgetAdmission {
+    fn settle(self: Box<Self>, outcome: &crate::pipeline::Outcome<'_>) {
+        let reserved = self.0.reserved_uc();
+        self.0
+            .settle_to(outcome.cost_uc.unwrap_or(reserved), outcome.provider);
+    }
 }
 
 #[cfg(test)]

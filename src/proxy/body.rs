@@ -9,7 +9,7 @@
 //! has stopped reading, and an upstream error body is held (up to 64 KiB)
 //! and has the provider key taken out before the client sees it.
 
-use super::budget::BudgetHold;
+use super::admission::Governed;
 use super::error::{stream_error_event, withheld_error_body};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
@@ -31,7 +31,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
-use tollgate_modules::rate_limit::Ticket;
 
 /// Bodies kept for `traces.store_bodies` are capped at this size.
 const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
@@ -50,10 +49,8 @@ pub struct PendingTrace {
     completed: bool,
     /// Closes the request's connection; the response's watchdog uses it.
     closer: Option<CloseConnection>,
-    /// The rate limiter's admission, settled with the trace's usage.
-    pub ticket: Option<Ticket>,
-    /// The budgets' reservation, settled with the trace's cost.
-    pub budget: Option<BudgetHold>,
+    /// The modules' holds, settled with the trace's usage and cost.
+    pub governed: Option<Governed>,
 }
 
 impl PendingTrace {
@@ -64,8 +61,7 @@ impl PendingTrace {
             started,
             completed: false,
             closer: None,
-            ticket: None,
-            budget: None,
+            governed: None,
         }
     }
 
@@ -102,20 +98,8 @@ impl Drop for PendingTrace {
             );
         }
         self.trace.total_us = self.started.elapsed().as_micros() as i64;
-        if let Some(ticket) = self.ticket.take() {
-            let usage = &self.trace.usage;
-            // An error answer with no usage reported used nothing; a
-            // success whose usage stayed unknown keeps its reservation.
-            let used = match (usage.input_tokens, usage.output_tokens) {
-                (None, None) if (200..300).contains(&self.trace.status) => None,
-                (input, output) => {
-                    Some(input.unwrap_or(0).max(0) as u64 + output.unwrap_or(0).max(0) as u64)
-                }
-            };
-            ticket.settle(used);
-        }
-        if let Some(hold) = self.budget.take() {
-            hold.settle(&self.trace);
+        if let Some(governed) = self.governed.take() {
+            governed.settle(&self.trace);
         }
         if let Some(slot) = self.slot.take() {
             let trace = std::mem::replace(&mut self.trace, Trace::new("", 0));

@@ -75,7 +75,7 @@ pub enum ProxyError {
     )]
     RateLimited(Refusal),
     #[error("{}", .0.message())]
-    BudgetExceeded(super::budget::BudgetRefusal),
+    BudgetExceeded(tollgate_modules::budget::BudgetRefusal),
     #[error(
         "Every upstream target of the model `{model}` is failing and temporarily skipped \
          (circuit breaker open); retry after {retry_after_secs} s."
@@ -100,6 +100,16 @@ fn auth_message(e: &AuthError) -> &'static str {
         }
         AuthError::Throttled { .. } => {
             "Too many failed authentication attempts from your address; retry after the time in the Retry-After header."
+        }
+    }
+}
+
+impl From<tollgate_modules::pipeline::Refusal> for ProxyError {
+    fn from(refusal: tollgate_modules::pipeline::Refusal) -> ProxyError {
+        use tollgate_modules::pipeline::Refusal;
+        match refusal {
+            Refusal::RateLimited(r) => ProxyError::RateLimited(r),
+            Refusal::Budget(r) => ProxyError::BudgetExceeded(r),
         }
     }
 }

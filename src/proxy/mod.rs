@@ -7,8 +7,8 @@
 //! answer back and hands the finished trace to the writer. [`error`] is the
 //! only place that turns tollgate's own failures into HTTP.
 
+mod admission;
 mod body;
-mod budget;
 pub mod error;
 mod key_recheck;
 pub mod models;
@@ -134,8 +134,7 @@ where
             Ok(prepared) => prepared,
             Err(e) => return fail(e, protocol, pending),
         };
-    pending.ticket = prepared.ticket.take();
-    pending.budget = prepared.budget.take();
+    pending.governed = prepared.governed.take();
     match upstream::send(state, prepared, &mut pending.trace).await {
         Ok(call) => ObservedBody::respond(state, call, pending),
         Err(e) => fail(e, protocol, pending),

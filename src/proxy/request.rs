@@ -1,7 +1,7 @@
 //! Reading and checking the client's request, and choosing its route.
 
 use super::Endpoint;
-use super::budget::BudgetHold;
+use super::admission::{self, Governed};
 use super::error::ProxyError;
 use crate::access::{ClientKey, model_allowed};
 use crate::config::Protocol;
@@ -14,7 +14,6 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use tollgate_modules::rate_limit::{Limits, Ticket};
 
 /// A request ready to go upstream.
 pub struct Prepared {
@@ -31,22 +30,14 @@ pub struct Prepared {
     /// tollgate asked for stream usage the client did not ask for, and must
     /// remove it from what the client sees.
     pub strip_injected_usage: bool,
-    /// The rate limiter's admission; rides on the trace until it is settled.
-    pub ticket: Option<Ticket>,
-    /// The budgets' reservation; settled to the cost with the trace.
-    pub budget: Option<BudgetHold>,
+    /// The modules' holds on the request; they ride on the trace until it
+    /// is settled.
+    pub governed: Option<Governed>,
 }
 
-/// Whom an unauthenticated request (`auth.require_client_key = false`) is
-/// limited as: all such requests share one key's limits.
-pub const ANONYMOUS_KEY: &str = "anonymous";
-
-/// A cheap upper-bound-ish guess of the input tokens: about four bytes of
-/// JSON per token. Settling with the reported usage corrects it.
-const BYTES_PER_TOKEN: u64 = 4;
-
+/// The members of the client's body tollgate reads.
 #[derive(Deserialize)]
-struct Meta<'a> {
+pub struct Meta<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -59,6 +50,16 @@ struct Meta<'a> {
     max_tokens: Option<Value>,
     #[serde(default)]
     max_completion_tokens: Option<Value>,
+}
+
+impl Meta<'_> {
+    /// The output cap the request names (`max_completion_tokens`, else
+    /// `max_tokens`), when it is a whole number.
+    pub fn output_cap(&self) -> Option<u64> {
+        [&self.max_completion_tokens, &self.max_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(Value::as_u64))
+    }
 }
 
 #[derive(Deserialize)]
@@ -158,23 +159,7 @@ where
         });
     }
 
-    let ticket = admit(state, endpoint, key, &meta, body.len())?;
-    let budget = match super::budget::admit(
-        state,
-        key,
-        route,
-        estimated_input(body.len()),
-        requested_output(endpoint, &meta),
-    ) {
-        Ok(hold) => Some(hold),
-        Err(refusal) => {
-            // Refused before any use: the rate limiter's tokens go back.
-            if let Some(ticket) = ticket {
-                ticket.settle(Some(0));
-            }
-            return Err(ProxyError::BudgetExceeded(refusal));
-        }
-    };
+    let governed = admission::admit(state, endpoint, key, &routes, &meta, body.len())?;
 
     let inject_usage = endpoint == Endpoint::ChatCompletions
         && stream
@@ -190,8 +175,7 @@ where
         original,
         requested,
         strip_injected_usage: inject_usage,
-        ticket,
-        budget,
+        governed,
     })
 }
 
@@ -228,57 +212,6 @@ fn body_for(
         )
     } else {
         Ok(original.clone())
-    }
-}
-
-/// Admits the request under its key's limits (the key's own, else the
-/// configured defaults), reserving its estimated tokens: input from the body
-/// size, output from `max_tokens` / `max_completion_tokens` or the default.
-fn admit(
-    state: &AppState,
-    endpoint: Endpoint,
-    key: Option<&ClientKey>,
-    meta: &Meta<'_>,
-    body_len: usize,
-) -> Result<Option<Ticket>, ProxyError> {
-    let modules = state.modules();
-    let config = &modules.rate_limit;
-    if !config.enabled {
-        return Ok(None);
-    }
-    let defaults = config.limits();
-    let own = key.map(|k| k.limits).unwrap_or_default();
-    let limits = Limits {
-        rpm: own.rpm.unwrap_or(defaults.rpm),
-        tpm: own.tpm.unwrap_or(defaults.tpm),
-        max_parallel: own.max_parallel.unwrap_or(defaults.max_parallel),
-    };
-    if limits.is_unlimited() {
-        return Ok(None);
-    }
-    let output = requested_output(endpoint, meta).unwrap_or(config.default_max_tokens);
-    let estimate = estimated_input(body_len).saturating_add(output);
-    let id = key.map_or(ANONYMOUS_KEY, |k| k.id.as_str());
-    state
-        .rate_limiter
-        .admit(id, limits, estimate)
-        .map(Some)
-        .map_err(ProxyError::RateLimited)
-}
-
-/// The input tokens a body of `body_len` bytes is assumed to hold.
-fn estimated_input(body_len: usize) -> u64 {
-    body_len as u64 / BYTES_PER_TOKEN
-}
-
-/// The most output tokens the request allows (`max_completion_tokens`,
-/// else `max_tokens`); none for embeddings; `None` when it names no cap.
-fn requested_output(endpoint: Endpoint, meta: &Meta<'_>) -> Option<u64> {
-    match endpoint {
-        Endpoint::Embeddings => Some(0),
-        _ => [&meta.max_completion_tokens, &meta.max_tokens]
-            .into_iter()
-            .find_map(|v| v.as_ref().and_then(Value::as_u64)),
     }
 }
 

@@ -63,7 +63,11 @@ fn bench_pipeline(c: &mut Criterion) {
         let mut n = 0u64;
         b.iter(|| {
             n += 1;
-            let key_id = if n.is_multiple_of(2) { "key_a" } else { "key_b" };
+            let key_id = if n.is_multiple_of(2) {
+                "key_a"
+            } else {
+                "key_b"
+            };
             let input_tokens = 1200u64;
             let resolved: Vec<Target<'_>> = targets
                 .iter()

@@ -758,6 +758,95 @@ mod tests {
 
     const P: Period = Period { day: 100, month: 3 };
 
+    #[test]
+    fn the_module_reserves_the_dearest_target_and_charges_only_the_one_that_answered() {
+        use crate::pipeline::{KeyPolicy, Module, Outcome, Request, Target};
+        let budgets = Budgets::default();
+        let mut settings = crate::ModuleSettings::default();
+        settings.budget.global_usd = Some("1".into());
+        let targets = [
+            Target {
+                provider: "cheap",
+                model: "m",
+                rates: Some((1_000_000, 1_000_000)),
+            },
+            Target {
+                provider: "dear",
+                model: "m",
+                rates: Some((10_000_000, 10_000_000)),
+            },
+        ];
+        let request = Request {
+            key_id: "k",
+            authenticated: true,
+            key: KeyPolicy::default(),
+            endpoint: "/v1/chat/completions",
+            targets: &targets,
+            input_tokens: 1_000,
+            max_tokens: Some(1_000),
+        };
+        let hold = budgets.admit_module(&request, &settings);
+        // 2,000 tokens at the dearer target's 10 µ¢ each.
+        assert_eq!(budgets.usage(&Scope::Global, Window::Month), (0, 20_000));
+        assert_eq!(
+            budgets
+                .usage(&Scope::Provider("cheap".into()), Window::Month)
+                .1,
+            20_000
+        );
+        hold.settle(&Outcome {
+            tokens: Some(100),
+            cost_uc: Some(700),
+            provider: Some("dear"),
+        });
+        for (scope, spent) in [
+            (Scope::Global, 700),
+            (Scope::Key("k".into()), 700),
+            (Scope::Provider("dear".into()), 700),
+            (Scope::Provider("cheap".into()), 0),
+        ] {
+            assert_eq!(
+                budgets.usage(&scope, Window::Month),
+                (spent, 0),
+                "{scope:?}"
+            );
+        }
+        // An unpriced fallback target cannot be bounded: refused by default.
+        let unpriced = [
+            targets[0],
+            Target {
+                provider: "x",
+                model: "n",
+                rates: None,
+            },
+        ];
+        let refused = Module::admit(
+            &budgets,
+            &Request {
+                targets: &unpriced,
+                ..request
+            },
+            &settings,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&refused, crate::pipeline::Refusal::Budget(BudgetRefusal::UnknownPrice { model, .. }) if model == "x/n"),
+            "{refused:?}"
+        );
+    }
+
+    impl Budgets {
+        fn admit_module(
+            &self,
+            request: &crate::pipeline::Request<'_>,
+            settings: &crate::ModuleSettings,
+        ) -> Box<dyn crate::pipeline::Admission> {
+            crate::pipeline::Module::admit(self, request, settings)
+                .expect("admitted")
+                .expect("held")
+        }
+    }
+
     fn key(id: &str, limit_uc: Option<i64>, window: Window) -> Scoped {
         Scoped {
             scope: Scope::Key(id.into()),

@@ -16,7 +16,7 @@
 //! caller. Memory is bounded: only targets with failures are kept, at most
 //! [`MAX_TARGETS`] of them (model names come from clients).
 
-use crate::settings::Invalid;
+use crate::invalid::Invalid;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};

@@ -12,8 +12,10 @@
 //! Storage reaches a module only through traits defined here
 //! ([`budget::Reservations`], [`breaker::BreakerStore`]).
 
+pub mod admissions;
 pub mod breaker;
 pub mod budget;
+pub mod invalid;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod retry;

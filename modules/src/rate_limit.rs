@@ -83,8 +83,8 @@ impl Default for Settings {
 pub const MAX_DEFAULT_MAX_TOKENS: u64 = 100_000_000;
 
 impl Settings {
-    pub fn validate(&self) -> Result<(), crate::settings::Invalid> {
-        use crate::settings::Invalid;
+    pub fn validate(&self) -> Result<(), crate::invalid::Invalid> {
+        use crate::invalid::Invalid;
         for (field, v) in [("rpm", self.rpm), ("max_parallel", self.max_parallel)] {
             if u32::try_from(v).is_err() {
                 return Err(Invalid::new(
@@ -520,48 +520,6 @@ impl Drop for Ticket {
         {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
-    }
-}
-
-/// The rate-limit module: the key's own limits, else the configured
-/// defaults; tokens reserved are the estimated input plus the request's
-/// output cap (else `default_max_tokens`).
-impl crate::pipeline::Module for RateLimiter {
-    fn name(&self) -> &'static str {
-        "rate_limit"
-    }
-
-    fn admit(
-        &self,
-        request: &crate::pipeline::Request<'_>,
-        settings: &crate::ModuleSettings,
-    ) -> Result<Option<Box<dyn crate::pipeline::Admission>>, crate::pipeline::Refusal> {
-        let settings = &settings.rate_limit;
-        if !settings.enabled {
-            return Ok(None);
-        }
-        let defaults = settings.limits();
-        let own = request.key;
-        let limits = Limits {
-            rpm: own.rpm.unwrap_or(defaults.rpm),
-            tpm: own.tpm.unwrap_or(defaults.tpm),
-            max_parallel: own.max_parallel.unwrap_or(defaults.max_parallel),
-        };
-        if limits.is_unlimited() {
-            return Ok(None);
-        }
-        let output = request.max_tokens.unwrap_or(settings.default_max_tokens);
-        let estimate = request.input_tokens.saturating_add(output);
-        match self.admit(request.key_id, limits, estimate) {
-            Ok(ticket) => Ok(Some(Box::new(ticket))),
-            Err(refusal) => Err(crate::pipeline::Refusal::RateLimited(refusal)),
-        }
-    }
-}
-
-impl crate::pipeline::Admission for Ticket {
-    fn settle(self: Box<Self>, outcome: &crate::pipeline::Outcome<'_>) {
-        Ticket::settle(*self, outcome.tokens);
     }
 }
 

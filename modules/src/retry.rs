@@ -8,7 +8,7 @@
 //! gone out nothing is retried. This file holds the settings and the pure
 //! decisions; the sending is the proxy's.
 
-use crate::settings::Invalid;
+use crate::invalid::Invalid;
 use std::time::Duration;
 
 /// The most retries of one target a setting may ask for.

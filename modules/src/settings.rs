@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::invalid::Invalid;
 use crate::{breaker, budget, rate_limit, retry};
 
 /// The modules an operator can switch, in the order the admin API lists them.
@@ -26,31 +27,6 @@ pub struct ModuleSettings {
     pub fallback: retry::FallbackSettings,
     pub breaker: breaker::Settings,
 }
-
-/// A setting that does not hold; `field` is the member's name within its
-/// module (`rpm`), or the module's name when the module is unknown.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invalid {
-    pub field: String,
-    pub reason: String,
-}
-
-impl Invalid {
-    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-        Invalid {
-            field: field.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for Invalid {}
 
 impl ModuleSettings {
     /// Checks every module; the error names `module.field`.

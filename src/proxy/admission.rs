@@ -4,7 +4,6 @@
 //! (with their prices) and the request's size and output cap; how the
 //! request ended is read off its finished trace.
 
-use super::request::Meta;
 use super::{Endpoint, error::ProxyError};
 use crate::access::ClientKey;
 use crate::access::limits::budget_window;
@@ -34,13 +33,14 @@ pub struct Governed {
 }
 
 /// Runs the pipeline; the targets are those the upstream loop may try
-/// (only the primary when `[modules.fallback]` is off).
+/// (only the primary when `[modules.fallback]` is off); `max_tokens` is
+/// the request's output cap, when it names one.
 pub fn admit(
     state: &AppState,
     endpoint: Endpoint,
     key: Option<&ClientKey>,
     routes: &Routes,
-    meta: &Meta<'_>,
+    max_tokens: Option<u64>,
     body_len: usize,
 ) -> Result<Option<Governed>, ProxyError> {
     let settings = state.modules();
@@ -74,7 +74,7 @@ pub fn admit(
         endpoint: endpoint.path(),
         targets: &targets,
         input_tokens,
-        max_tokens: requested_output(endpoint, meta),
+        max_tokens,
     };
     let admitted = state.pipeline.admit(&request, &settings)?;
     Ok((!admitted.is_empty()).then_some(Governed { admitted, prices }))
@@ -91,15 +91,6 @@ fn policy(key: &ClientKey) -> KeyPolicy {
             limit_uc,
             window: budget_window(l.budget_window),
         }),
-    }
-}
-
-/// The most output tokens the request allows (`max_completion_tokens`,
-/// else `max_tokens`); none for embeddings; `None` when it names no cap.
-fn requested_output(endpoint: Endpoint, meta: &Meta<'_>) -> Option<u64> {
-    match endpoint {
-        Endpoint::Embeddings => Some(0),
-        _ => meta.output_cap(),
     }
 }
 

@@ -37,7 +37,7 @@ pub struct Prepared {
 
 /// The members of the client's body tollgate reads.
 #[derive(Deserialize)]
-pub struct Meta<'a> {
+struct Meta<'a> {
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -55,7 +55,7 @@ pub struct Meta<'a> {
 impl Meta<'_> {
     /// The output cap the request names (`max_completion_tokens`, else
     /// `max_tokens`), when it is a whole number.
-    pub fn output_cap(&self) -> Option<u64> {
+    fn output_cap(&self) -> Option<u64> {
         [&self.max_completion_tokens, &self.max_tokens]
             .into_iter()
             .find_map(|v| v.as_ref().and_then(Value::as_u64))
@@ -159,7 +159,11 @@ where
         });
     }
 
-    let governed = admission::admit(state, endpoint, key, &routes, &meta, body.len())?;
+    let output_cap = match endpoint {
+        Endpoint::Embeddings => Some(0),
+        _ => meta.output_cap(),
+    };
+    let governed = admission::admit(state, endpoint, key, &routes, output_cap, body.len())?;
 
     let inject_usage = endpoint == Endpoint::ChatCompletions
         && stream

@@ -9,7 +9,6 @@ use common::*;
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
-use tollgate::App;
 use tollgate_mock_upstream::{MockConfig, MockUpstream};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -210,27 +209,6 @@ async fn the_breaker_opens_probes_after_the_cooldown_and_closes_on_recovery() {
     );
 }
 
-/// A second gateway on an existing database file.
-async fn serve_again(
-    db: &std::path::Path,
-    base_url: &str,
-    extra: &str,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = parse_config(&config_toml(base_url, db, extra));
-    let app = App::open(config, &test_env).expect("gateway reopens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (addr, tx, task)
-}
-
 #[tokio::test]
 async fn an_open_breaker_stays_open_across_a_restart() {
     let backup = backup_mock().await;
@@ -243,29 +221,20 @@ async fn an_open_breaker_stays_open_across_a_restart() {
     }
     assert_eq!(ask(gw.addr, "smart").await, 200);
     assert_eq!(chat_requests(&gw.mock), 3);
-    gw.stop().await;
 
     // A new process on the same file: the upstream has not recovered, and
     // the breaker still skips it until its cooldown from when it opened.
-    let base_url = gw.mock.base_url();
-    let (addr, stop, task) = serve_again(&gw.db, &base_url, &extra).await;
+    gw.restart(&extra).await;
     for _ in 0..3 {
-        assert_eq!(ask(addr, "smart").await, 200);
+        assert_eq!(ask(gw.addr, "smart").await, 200);
     }
     assert_eq!(chat_requests(&gw.mock), 3, "not called after the restart");
     assert_eq!(chat_requests(&backup), 7);
-    let resp = client()
-        .get(format!("http://{addr}/admin/v1/breakers"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = resp.json().await.unwrap();
+    let (status, body) = admin_call(&gw, reqwest::Method::GET, "/breakers", None).await;
+    assert_eq!(status, 200);
     assert_eq!(body["breakers"][0]["state"], "open", "{body}");
     assert!(
         body["breakers"][0]["opened_at"].as_i64().is_some(),
         "{body}"
     );
-    let _ = stop.send(());
-    task.await.unwrap();
 }

@@ -204,22 +204,6 @@ async fn invalid_limits_are_refused_by_the_api_naming_the_field_and_nothing_chan
     assert_eq!(status, 405);
 }
 
-fn cli(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_AUDIT_KEY")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn listed(db: &Path) -> Vec<Value> {
     let (code, out, err) = cli(db, &["keys", "list", "--json"]);
     assert_eq!(code, 0, "{err}");

@@ -9,9 +9,7 @@ mod common;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
-use tollgate::app::App;
 use tollgate_mock_upstream::MockConfig;
 
 /// One request per minute for everyone (the proxy runs open in tests, so
@@ -147,26 +145,6 @@ async fn bad_module_settings_are_refused_naming_the_field_and_change_nothing() {
     assert_eq!(stored, 0);
 }
 
-/// Runs a gateway on an existing database (a restart).
-async fn reopen(
-    gw: &Gateway,
-    extra: &str,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let config = parse_config(&config_toml(&gw.mock.base_url(), &gw.db, extra));
-    let app = App::open(config, &test_env).expect("gateway reopens");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.serve(listener, async {
-        let _ = rx.await;
-    }));
-    (addr, tx, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_settings_survive_a_restart_and_win_over_the_file_until_reset() {
     let mut gw = Gateway::start_with(MockConfig::default(), ONE_RPM).await;
@@ -178,71 +156,30 @@ async fn runtime_settings_survive_a_restart_and_win_over_the_file_until_reset() 
     )
     .await;
     assert_eq!(status, 200);
-    gw.stop().await;
-
-    let (addr, tx, task) = reopen(&gw, ONE_RPM).await;
-    let url = |p: &str| format!("http://{addr}{p}");
-    let statuses = {
-        let mut s = Vec::new();
-        for _ in 0..4 {
-            let r = client()
-                .post(url("/v1/chat/completions"))
-                .json(&chat("gpt-4o-mini", false))
-                .send()
-                .await
-                .unwrap();
-            s.push(r.status().as_u16());
-        }
-        s
-    };
+    gw.restart(ONE_RPM).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(chat_status(&gw).await);
+    }
     assert_eq!(
         statuses,
         [200, 200, 200, 429],
         "rpm 3 from the database, not 1 from the file"
     );
 
-    let reset = client()
-        .delete(url("/admin/v1/modules/rate_limit"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(reset.status(), 200);
-    let view: Value = reset.json().await.unwrap();
+    let (status, view) = admin_call(&gw, Method::DELETE, "/modules/rate_limit", None).await;
+    assert_eq!(status, 200);
     assert_eq!(
         (view["source"].clone(), view["settings"]["rpm"].clone()),
         (json!("config"), json!(1))
     );
-    let again = client()
-        .delete(url("/admin/v1/modules/rate_limit"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404);
-    let _ = tx.send(());
-    task.await.unwrap();
+    let (status, _) = admin_call(&gw, Method::DELETE, "/modules/rate_limit", None).await;
+    assert_eq!(status, 404);
     let actions: Vec<String> = column(
         &gw.db(),
         "SELECT action FROM audit_log WHERE action LIKE 'module.%' ORDER BY seq",
     );
     assert_eq!(actions, ["module.set", "module.reset"]);
-}
-
-fn cli(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_AUDIT_KEY")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

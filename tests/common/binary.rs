@@ -77,3 +77,21 @@ pub fn stop(child: Child) -> (i32, String) {
     sigterm(&child);
     wait_exit(child)
 }
+
+/// Runs `tollgate ARGS --db DB` (none of the caller's TOLLGATE_CONFIG or
+/// audit key): exit code, stdout, stderr.
+pub fn cli(db: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_AUDIT_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -153,14 +153,7 @@ async fn the_breaker_opens_probes_after_the_cooldown_and_closes_on_recovery() {
     gw.wait_traces(12).await;
     assert_eq!(last_trace(&gw.db())["provider"], "openai");
     assert!(breakers(&gw).await.is_empty());
-    let metrics = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         !metrics.contains("tollgate_breaker_state{"),
         "a closed target is no longer listed:\n{metrics}"

@@ -87,12 +87,7 @@ async fn a_failing_target_is_retried_then_the_next_one_answers() {
     .await;
     gw.mock.set_fail_status(Some(500));
 
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat("smart", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat("smart", false)).await;
     assert_eq!(resp.status(), 200);
     let body: Value = resp.json().await.unwrap();
     assert!(
@@ -145,12 +140,7 @@ async fn a_connect_error_falls_back_to_the_next_target() {
         FAST_RETRIES,
     )
     .await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat("smart", true))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat("smart", true)).await;
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(text.contains("[DONE]"), "{text}");
@@ -181,12 +171,7 @@ async fn a_timeout_before_the_first_byte_falls_back_to_the_next_target() {
         "[modules.retry]\nmax_retries = 0\n",
     )
     .await;
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat("smart", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat("smart", false)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(chat_requests(&backup), 1);
     gw.wait_traces(1).await;
@@ -276,12 +261,7 @@ async fn attempts_are_bounded_and_the_last_failure_is_the_answer() {
     gw.mock.set_fail_status(Some(500));
     // 429 carries `retry-after: 1`; it is obeyed only up to backoff_max_ms.
     backup.set_fail_status(Some(429));
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat("smart", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat("smart", false)).await;
     assert_eq!(
         resp.status(),
         429,
@@ -308,12 +288,7 @@ async fn with_retry_and_fallback_off_only_the_primary_is_tried_once() {
     )
     .await;
     gw.mock.set_fail_status(Some(503));
-    let resp = client()
-        .post(gw.url("/v1/chat/completions"))
-        .json(&chat("smart", false))
-        .send()
-        .await
-        .unwrap();
+    let resp = post_json(&gw, "/v1/chat/completions", &chat("smart", false)).await;
     assert_eq!(resp.status(), 503);
     assert_eq!(chat_requests(&gw.mock), 1);
     assert_eq!(chat_requests(&backup), 0);
@@ -358,12 +333,8 @@ async fn fallback_switched_off_and_on_through_the_admin_api_takes_effect_at_once
     .await;
     gw.mock.set_fail_status(Some(502));
     let ask = || async {
-        client()
-            .post(gw.url("/v1/chat/completions"))
-            .json(&chat("smart", false))
-            .send()
+        post_json(&gw, "/v1/chat/completions", &chat("smart", false))
             .await
-            .unwrap()
             .status()
             .as_u16()
     };

@@ -297,15 +297,25 @@ pub async fn admin_call(
 /// The value of one `/metrics` series (unlabelled, or with its labels in
 /// `series`, e.g. `name{phase="idle"}`).
 pub async fn metric(gw: &Gateway, series: &str) -> u64 {
-    let text = client()
+    let text = metrics_text(gw).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+}
+
+/// The whole `/metrics` page.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    client()
         .get(gw.url("/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+        .unwrap()
+}
+
+/// POSTs `body` as JSON to `path` on the gateway, without credentials.
+pub async fn post_json(gw: &Gateway, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    client().post(gw.url(path)).json(body).send().await.unwrap()
 }

@@ -85,6 +85,18 @@
 //! [`MockUpstream::stream_bytes_sent`] counts the stream bytes handed to
 //! connections, to tell how far the mock is in sending a stream.
 //!
+//! Control routes, for tests that run the `mock-upstream` binary in another
+//! process (the SDK tests) and so cannot call [`MockUpstream`]'s methods.
+//! They live under `/__mock/`, outside the `/v1` base URL a proxy forwards
+//! to, are not counted as requests, and need no credential:
+//!
+//! * `POST /__mock/fail-status` with a JSON number body: as
+//!   [`MockUpstream::set_fail_status`] (400..=599 fails every proxied route
+//!   with that status from now on; `0` answers normally again). Answers
+//!   `204`, or `400` for any other body.
+//! * `GET /__mock/stats`: `{"requests": N, "fail_status": S}` — N as
+//!   [`MockUpstream::request_count`], S the status in force or `null`.
+//!
 //! When [`MockConfig::expect_key`] is set, OpenAI routes require
 //! `authorization: Bearer KEY` and the Anthropic route requires
 //! `x-api-key: KEY` (or `authorization: Bearer KEY`, as some Anthropic SDK
@@ -748,6 +760,9 @@ async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if req.uri().path().starts_with(CONTROL_PREFIX) {
+        return Ok(control(&shared, req).await);
+    }
     shared.request_count.fetch_add(1, Ordering::SeqCst);
     let (parts, body) = req.into_parts();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
@@ -953,6 +968,59 @@ fn id_header(provider: Provider) -> HeaderName {
     match provider {
         Provider::OpenAi => HeaderName::from_static("x-request-id"),
         Provider::Anthropic => HeaderName::from_static("request-id"),
+    }
+}
+
+/// Where the control routes live (see the module docs).
+const CONTROL_PREFIX: &str = "/__mock/";
+
+/// Serves a control route: changes or reports this instance's state.
+async fn control(shared: &Shared, req: Request<Incoming>) -> Response<MockBody> {
+    let reply = |status: StatusCode, body: Option<Value>| {
+        let mut resp = Response::new(MockBody::full(
+            body.map(|v| v.to_string()).unwrap_or_default(),
+        ));
+        *resp.status_mut() = status;
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    };
+    let (parts, body) = req.into_parts();
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/__mock/stats") => {
+            let fail = shared.fail_status.load(Ordering::SeqCst);
+            reply(
+                StatusCode::OK,
+                Some(json!({
+                    "requests": shared.request_count.load(Ordering::SeqCst),
+                    "fail_status": (fail != 0).then_some(fail),
+                })),
+            )
+        }
+        (&Method::POST, "/__mock/fail-status") => {
+            let body = http_body_util::Limited::new(body, 1024)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let status = serde_json::from_slice::<u16>(&body)
+                .ok()
+                .filter(|s| *s == 0 || (400..=599).contains(s));
+            match status {
+                Some(s) => {
+                    shared.fail_status.store(s, Ordering::SeqCst);
+                    reply(StatusCode::NO_CONTENT, None)
+                }
+                None => reply(
+                    StatusCode::BAD_REQUEST,
+                    Some(json!({"error": "the body must be a JSON number: 0 or 400..=599"})),
+                ),
+            }
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            Some(json!({"error": "unknown control route"})),
+        ),
     }
 }
 

@@ -1,4 +1,7 @@
 //! `mock-upstream`: run the OpenAI/Anthropic stand-in as a standalone server.
+//!
+//! Tests in other processes steer and inspect it through its `/__mock/`
+//! control routes (`fail-status`, `stats`; see the library docs).
 
 use std::io::Write as _;
 use std::net::SocketAddr;

@@ -924,3 +924,44 @@ async fn anthropic_cache_ttls_web_search_and_tier() {
         json!({"output_tokens": 7, "server_tool_use": {"web_search_requests": 2}})
     );
 }
+
+#[tokio::test]
+async fn control_routes_switch_failing_and_report_counts() {
+    let up = MockUpstream::start().await;
+    let root = format!("http://{}", up.addr());
+    let stats = || async {
+        let resp = client()
+            .get(format!("{root}/__mock/stats"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        json_of(resp).await
+    };
+    let set_fail = |body: &'static str| {
+        let url = format!("{root}/__mock/fail-status");
+        async move { client().post(url).body(body).send().await.unwrap().status() }
+    };
+    assert_eq!(stats().await, json!({"requests": 0, "fail_status": null}));
+
+    assert_eq!(set_fail("503").await, 204);
+    let resp = post(&up, "/chat/completions", &[], chat_body(false, None)).await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(stats().await, json!({"requests": 1, "fail_status": 503}));
+
+    for bad in ["200", "\"500\"", "600", ""] {
+        assert_eq!(set_fail(bad).await, 400, "{bad:?}");
+    }
+    assert_eq!(
+        stats().await["fail_status"],
+        503,
+        "a refused body changes nothing"
+    );
+
+    assert_eq!(set_fail("0").await, 204);
+    let resp = post(&up, "/chat/completions", &[], chat_body(false, None)).await;
+    assert_eq!(resp.status(), 200);
+    // Control requests are not counted; proxied ones are.
+    assert_eq!(stats().await, json!({"requests": 2, "fail_status": null}));
+    assert_eq!(up.request_count(), 2);
+}

@@ -193,27 +193,41 @@ fn openai_choice(env: &Envelope, at: usize, choice: &Value, out: &mut Vec<Bytes>
         })])
     };
 
-    let mut first = Map::new();
-    first.insert(
-        "role".into(),
-        msg.get("role").cloned().unwrap_or("assistant".into()),
-    );
     let content = text_member(msg, "content")?;
-    first.insert("content".into(), start_of(content));
     let refusal = match msg.get("refusal") {
         None => None,
         Some(_) => Some(text_member(msg, "refusal")?),
     };
-    if let Some(refusal) = refusal {
-        first.insert("refusal".into(), start_of(refusal));
-    }
+    let annotations = match msg.get("annotations") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) if list.is_empty() => None,
+        Some(list @ Value::Array(_)) => Some(list),
+        Some(_) => return None,
+    };
     let tool_calls = match msg.get("tool_calls") {
         None | Some(Value::Null) => None,
         Some(Value::Array(calls)) => Some(calls),
         Some(_) => return None,
     };
+    let mut call_deltas = Vec::new();
+    for (i, call) in tool_calls.into_iter().flatten().enumerate() {
+        call_deltas.extend(tool_call_deltas(i, call)?);
+    }
+    let mut call_deltas = call_deltas.into_iter().peekable();
+
+    let mut first = Map::new();
+    let role = msg.get("role").cloned();
+    first.insert("role".into(), role.unwrap_or("assistant".into()));
+    first.insert("content".into(), start_of(content));
+    // With nothing before it, the first call opens in the first chunk.
+    let text_follows = content.is_some() || refusal.flatten().is_some() || annotations.is_some();
     if tool_calls.is_some_and(Vec::is_empty) {
         first.insert("tool_calls".into(), Value::Array(Vec::new()));
+    } else if !text_follows && let Some(delta) = call_deltas.next() {
+        first.insert("tool_calls".into(), json!([delta]));
+    }
+    if let Some(refusal) = refusal {
+        first.insert("refusal".into(), start_of(refusal));
     }
     out.push(delta_chunk(Value::Object(first)));
 
@@ -223,16 +237,11 @@ fn openai_choice(env: &Envelope, at: usize, choice: &Value, out: &mut Vec<Bytes>
     for piece in pieces(refusal.flatten().unwrap_or(""), PIECE_BYTES) {
         out.push(delta_chunk(json!({ "refusal": piece })));
     }
-    match msg.get("annotations") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(list)) if list.is_empty() => {}
-        Some(list @ Value::Array(_)) => out.push(delta_chunk(json!({ "annotations": list }))),
-        Some(_) => return None,
+    if let Some(list) = annotations {
+        out.push(delta_chunk(json!({ "annotations": list })));
     }
-    for (i, call) in tool_calls.into_iter().flatten().enumerate() {
-        for delta in tool_call_deltas(i, call)? {
-            out.push(delta_chunk(json!({ "tool_calls": [delta] })));
-        }
+    for delta in call_deltas {
+        out.push(delta_chunk(json!({ "tool_calls": [delta] })));
     }
     out.push(env.chunk(vec![json!({
         "index": index,

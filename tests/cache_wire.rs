@@ -272,3 +272,25 @@ async fn a_replay_without_usage_asked_has_no_usage_chunk_or_null_usage() {
     );
     assert!(replayed.ends_with(b"data: [DONE]\n\n"));
 }
+
+#[tokio::test]
+async fn a_stream_over_the_byte_cap_is_not_assembled() {
+    let mock = MockUpstream::start().await;
+    for protocol in [Protocol::Openai, Protocol::Anthropic] {
+        let big = ask(&mock, protocol, &[("x-mock-huge-event-bytes", "100000")]).await;
+        let whole = assemble(protocol, &big.stream, 4096).expect("under a 1 MiB cap");
+        let text = match protocol {
+            Protocol::Openai => whole["choices"][0]["message"]["content"].as_str(),
+            Protocol::Anthropic => whole["content"][0]["text"].as_str(),
+        };
+        assert!(text.unwrap().starts_with(&"x".repeat(100_000)));
+        for cap in [64 * 1024, big.stream.len() - 1] {
+            let mut a = Assembler::new(protocol, cap);
+            for piece in big.stream.chunks(4096) {
+                a.feed(&Bytes::copy_from_slice(piece));
+            }
+            assert!(a.gave_up(), "{protocol:?} cap {cap}");
+            assert_eq!(a.finish(), None);
+        }
+    }
+}

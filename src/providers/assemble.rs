@@ -32,7 +32,7 @@ pub struct Assembler {
 }
 
 enum State {
-    OpenAi(OpenAiParts),
+    OpenAi(Box<OpenAiParts>),
     Anthropic(AnthropicParts),
     /// Not cacheable; everything fed from now on is ignored.
     GaveUp,
@@ -59,7 +59,7 @@ impl Assembler {
             fed: 0,
             max_bytes,
             state: match protocol {
-                Protocol::Openai => State::OpenAi(OpenAiParts::default()),
+                Protocol::Openai => State::OpenAi(Box::default()),
                 Protocol::Anthropic => State::Anthropic(AnthropicParts::default()),
             },
         }
@@ -97,7 +97,7 @@ impl Assembler {
             return None;
         }
         match self.state {
-            State::OpenAi(parts) => parts.finish(),
+            State::OpenAi(parts) => (*parts).finish(),
             State::Anthropic(parts) => parts.finish(),
             State::GaveUp => None,
         }

@@ -11,7 +11,9 @@
 //!   then the arguments in pieces), a last chunk with the finish reason;
 //!   then, only when the client asked (`stream_options.include_usage`), the
 //!   usage chunk with `choices: []` — and only then `"usage": null` on the
-//!   other chunks, as OpenAI does; then `data: [DONE]`.
+//!   other chunks, as OpenAI does; then `data: [DONE]`. Log probabilities
+//!   go whole on the last chunk, annotations on a chunk of their own (none
+//!   when the list is empty, as OpenAI streams do).
 //! * Anthropic: `message_start` (the input side of the usage, 1 output
 //!   token), per block `content_block_start` / deltas /
 //!   `content_block_stop`, a `ping` after the first block's start,
@@ -176,24 +178,23 @@ fn openai(message: &Value, include_usage: bool) -> Option<Vec<Bytes>> {
     Some(events)
 }
 
-fn openai_choice(env: &Envelope, at: usize, choice: &Value, out: &mut Vec<Bytes>) -> Option<()> {
-    let c = choice.as_object()?;
-    if !only_known(c, &["index", "message", "logprobs", "finish_reason"]) {
-        return None;
-    }
-    let index = c.get("index").cloned().unwrap_or_else(|| at.into());
-    let msg = c.get("message")?.as_object()?;
+/// What a stored message says, checked to be expressible as deltas.
+struct MessageParts<'a> {
+    role: Value,
+    content: Option<&'a str>,
+    /// `None`: no `refusal` member; `Some(None)`: null.
+    refusal: Option<Option<&'a str>>,
+    /// Non-empty annotations (OpenAI streams send none when there are none).
+    annotations: Option<&'a Value>,
+    /// `Some` when the message has a `tool_calls` list.
+    tool_calls: Option<&'a Vec<Value>>,
+}
+
+fn message_parts(msg: &Map<String, Value>) -> Option<MessageParts<'_>> {
     let known = ["role", "content", "refusal", "annotations", "tool_calls"];
     if !only_known(msg, &known) {
         return None;
     }
-    let delta_chunk = |delta: Value| {
-        env.chunk(vec![json!({
-            "index": index, "delta": delta, "logprobs": null, "finish_reason": null,
-        })])
-    };
-
-    let content = text_member(msg, "content")?;
     let refusal = match msg.get("refusal") {
         None => None,
         Some(_) => Some(text_member(msg, "refusal")?),
@@ -209,35 +210,57 @@ fn openai_choice(env: &Envelope, at: usize, choice: &Value, out: &mut Vec<Bytes>
         Some(Value::Array(calls)) => Some(calls),
         Some(_) => return None,
     };
+    Some(MessageParts {
+        role: msg.get("role").cloned().unwrap_or("assistant".into()),
+        content: text_member(msg, "content")?,
+        refusal,
+        annotations,
+        tool_calls,
+    })
+}
+
+fn openai_choice(env: &Envelope, at: usize, choice: &Value, out: &mut Vec<Bytes>) -> Option<()> {
+    let c = choice.as_object()?;
+    if !only_known(c, &["index", "message", "logprobs", "finish_reason"]) {
+        return None;
+    }
+    let index = c.get("index").cloned().unwrap_or_else(|| at.into());
+    let parts = message_parts(c.get("message")?.as_object()?)?;
     let mut call_deltas = Vec::new();
-    for (i, call) in tool_calls.into_iter().flatten().enumerate() {
+    for (i, call) in parts.tool_calls.into_iter().flatten().enumerate() {
         call_deltas.extend(tool_call_deltas(i, call)?);
     }
-    let mut call_deltas = call_deltas.into_iter().peekable();
+    let mut call_deltas = call_deltas.into_iter();
+    let delta_chunk = |delta: Value| {
+        env.chunk(vec![json!({
+            "index": index, "delta": delta, "logprobs": null, "finish_reason": null,
+        })])
+    };
 
     let mut first = Map::new();
-    let role = msg.get("role").cloned();
-    first.insert("role".into(), role.unwrap_or("assistant".into()));
-    first.insert("content".into(), start_of(content));
-    // With nothing before it, the first call opens in the first chunk.
-    let text_follows = content.is_some() || refusal.flatten().is_some() || annotations.is_some();
-    if tool_calls.is_some_and(Vec::is_empty) {
+    first.insert("role".into(), parts.role);
+    first.insert("content".into(), start_of(parts.content));
+    let refusal_text = parts.refusal.flatten();
+    let text_follows =
+        parts.content.is_some() || refusal_text.is_some() || parts.annotations.is_some();
+    if parts.tool_calls.is_some_and(Vec::is_empty) {
         first.insert("tool_calls".into(), Value::Array(Vec::new()));
     } else if !text_follows && let Some(delta) = call_deltas.next() {
+        // With nothing before it, the first call opens in the first chunk.
         first.insert("tool_calls".into(), json!([delta]));
     }
-    if let Some(refusal) = refusal {
+    if let Some(refusal) = parts.refusal {
         first.insert("refusal".into(), start_of(refusal));
     }
     out.push(delta_chunk(Value::Object(first)));
 
-    for piece in pieces(content.unwrap_or(""), PIECE_BYTES) {
+    for piece in pieces(parts.content.unwrap_or(""), PIECE_BYTES) {
         out.push(delta_chunk(json!({ "content": piece })));
     }
-    for piece in pieces(refusal.flatten().unwrap_or(""), PIECE_BYTES) {
+    for piece in pieces(refusal_text.unwrap_or(""), PIECE_BYTES) {
         out.push(delta_chunk(json!({ "refusal": piece })));
     }
-    if let Some(list) = annotations {
+    if let Some(list) = parts.annotations {
         out.push(delta_chunk(json!({ "annotations": list })));
     }
     for delta in call_deltas {
@@ -663,13 +686,25 @@ mod tests {
         })
     }
 
-    fn openai_choice()
-    -> impl Strategy<Value = (Option<String>, Option<Option<String>>, Vec<Value>, String)> {
+    /// One generated choice: content, refusal, tool calls, finish reason,
+    /// with log probabilities, with annotations.
+    type Choice = (
+        Option<String>,
+        Option<Option<String>>,
+        Vec<Value>,
+        String,
+        bool,
+        bool,
+    );
+
+    fn openai_choice() -> impl Strategy<Value = Choice> {
         (
             proptest::option::of(text()),
             proptest::option::of(proptest::option::of(text())),
             proptest::collection::vec(tool_call(), 0..3),
             prop_oneof![Just("stop"), Just("length"), Just("tool_calls")].prop_map(String::from),
+            any::<bool>(),
+            any::<bool>(),
         )
     }
 
@@ -679,15 +714,24 @@ mod tests {
                 let choices: Vec<Value> = choices
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (content, refusal, calls, finish))| {
+                    .map(|(i, (content, refusal, calls, finish, logprobs, annotated))| {
                         let mut m = json!({"role": "assistant", "content": content});
                         if let Some(r) = refusal {
                             m["refusal"] = json!(r);
                         }
+                        if annotated {
+                            m["annotations"] = json!([{"type": "url_citation", "url_citation":
+                                {"url": "https://e.x", "title": "t", "start_index": 0, "end_index": 1}}]);
+                        }
                         if !calls.is_empty() {
                             m["tool_calls"] = Value::Array(calls);
                         }
-                        json!({"index": i, "message": m, "logprobs": null, "finish_reason": finish})
+                        let logprobs = if logprobs {
+                            json!({"content": [{"token": "a", "logprob": -1.25, "bytes": [97], "top_logprobs": []}], "refusal": null})
+                        } else {
+                            Value::Null
+                        };
+                        json!({"index": i, "message": m, "logprobs": logprobs, "finish_reason": finish})
                     })
                     .collect();
                 let mut msg = json!({

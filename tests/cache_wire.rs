@@ -130,6 +130,12 @@ async fn an_assembled_stream_is_the_non_stream_answer() {
         for headers in VARIANTS {
             let answers = ask(&mock, protocol, headers).await;
             let want = essence(protocol, &answers.message);
+            if headers.iter().any(|(k, _)| *k == "x-mock-tool-call") {
+                assert!(
+                    want.to_string().contains("\"lookup\""),
+                    "a tool call: {want}"
+                );
+            }
             for piece_len in [1, 7, 1 << 20] {
                 let got = assemble(protocol, &answers.stream, piece_len)
                     .unwrap_or_else(|| panic!("{protocol:?} {headers:?}: assembled"));

@@ -1,8 +1,10 @@
 //! Upstream providers: who they are, how a model name reaches one, and what
 //! their wire formats say about usage.
 
+pub mod assemble;
 pub mod catalog;
 pub mod redact;
+pub mod replay;
 mod router;
 pub mod sse;
 pub mod usage;

@@ -73,6 +73,11 @@
 //!   account (`openai-organization`, `openai-project`,
 //!   `anthropic-organization-id`) and the rate-limit and processing headers
 //!   of [`ACCOUNT_AND_INFO_HEADERS`] to the response.
+//! * `x-mock-tool-call: NAME`: the answer calls tool NAME with the input
+//!   `{"text": REPLY}`, in the real shapes: OpenAI `tool_calls` (content
+//!   null, finish `tool_calls`; streamed as id and name first, then the
+//!   arguments in pieces), Anthropic a `text` block followed by a
+//!   `tool_use` block (stop `tool_use`; streamed as `input_json_delta`s).
 //!
 //! Per-instance control (not a header: a proxy forwards the client's
 //! headers to every upstream it tries, so a header cannot fail one upstream
@@ -612,6 +617,7 @@ struct Controls {
     echo_key: bool,
     account_headers: bool,
     error_padding: usize,
+    tool_call: Option<String>,
 }
 
 #[derive(Default)]
@@ -720,6 +726,7 @@ impl Controls {
             error_padding: header_num::<usize>(h, "x-mock-error-padding")
                 .unwrap_or(0)
                 .min(MAX_BODY),
+            tool_call: header_str(h, "x-mock-tool-call").map(str::to_owned),
         }
     }
 
@@ -753,6 +760,18 @@ impl Controls {
             .enumerate()
             .map(|(i, w)| if i < last { w + " " } else { w })
             .collect()
+    }
+
+    /// The tool call's arguments (`{"text": REPLY}`) in stream pieces that
+    /// concatenate to the JSON text.
+    fn tool_argument_pieces(&self) -> Vec<String> {
+        let mut out = vec!["{\"text\": \"".to_owned()];
+        for p in self.reply_pieces() {
+            let quoted = json_str(&p);
+            out.push(quoted[1..quoted.len() - 1].to_owned());
+        }
+        out.push("\"}".to_owned());
+        out
     }
 }
 
@@ -1245,6 +1264,19 @@ fn chat(
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
         let text: String = pieces.concat();
+        let (message, finish) = match &ctl.tool_call {
+            None => (
+                json!({"role": "assistant", "content": text, "refusal": null, "annotations": []}),
+                "stop",
+            ),
+            Some(name) => (
+                json!({"role": "assistant", "content": null, "tool_calls": [{
+                    "id": format!("call_mock{id}"), "type": "function",
+                    "function": {"name": name, "arguments": ctl.tool_argument_pieces().concat()},
+                }], "refusal": null, "annotations": []}),
+                "tool_calls",
+            ),
+        };
         let v = json!({
             "id": chat_id,
             "object": "chat.completion",
@@ -1252,9 +1284,9 @@ fn chat(
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
+                "message": message,
                 "logprobs": null,
-                "finish_reason": "stop",
+                "finish_reason": finish,
             }],
             "usage": openai_usage(&usage),
             "service_tier": openai_served_tier(req, &usage),
@@ -1280,6 +1312,27 @@ fn chat(
     };
     let chunk = |choice: &str| Bytes::from(format!("{prefix}{choice}{suffix}"));
     let mut events = Vec::with_capacity(pieces.len() + 4);
+    if let Some(name) = &ctl.tool_call {
+        events.push(chunk(&format!(
+            r#"{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"index":0,"id":"call_mock{id}","type":"function","function":{{"name":{},"arguments":""}}}}],"refusal":null}},"logprobs":null,"finish_reason":null}}"#,
+            json_str(name)
+        )));
+        for p in ctl.tool_argument_pieces() {
+            events.push(chunk(&format!(
+                r#"{{"index":0,"delta":{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}},"logprobs":null,"finish_reason":null}}"#,
+                json_str(&p)
+            )));
+        }
+        events.push(chunk(
+            r#"{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}"#,
+        ));
+        if include_usage {
+            let u = serde_json::to_string(&openai_usage(&usage)).expect("serialize usage");
+            events.push(Bytes::from(format!("{prefix}],\"usage\":{u}}}\n\n")));
+        }
+        events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        return Ok(stream_response(Provider::OpenAi, id, shared, events, ctl));
+    }
     events.push(chunk(
         r#"{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}"#,
     ));
@@ -1447,14 +1500,26 @@ fn messages(
     let (model, pieces, usage) = reply_plan(req, ctl)?;
     let msg_id = format!("msg_mock{id}");
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stop_reason = if ctl.tool_call.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     if !stream {
+        let mut content = vec![json!({"type": "text", "text": pieces.concat()})];
+        if let Some(name) = &ctl.tool_call {
+            content.push(
+                json!({"type": "tool_use", "id": format!("toolu_mock{id}"), "name": name,
+                "input": {"text": pieces.concat()}}),
+            );
+        }
         let v = json!({
             "id": msg_id,
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [{"type": "text", "text": pieces.concat()}],
-            "stop_reason": "end_turn",
+            "content": content,
+            "stop_reason": stop_reason,
             "stop_sequence": null,
             "usage": anthropic_usage(&usage, UsageAt::Message),
         });
@@ -1502,11 +1567,30 @@ fn messages(
     events.push(Bytes::from_static(
         b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
     ));
+    if let Some(name) = &ctl.tool_call {
+        events.push(event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 1, "content_block":
+                {"type": "tool_use", "id": format!("toolu_mock{id}"), "name": name, "input": {}}}),
+        ));
+        let partial = std::iter::once(String::new()).chain(ctl.tool_argument_pieces());
+        for p in partial {
+            events.push(event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 1,
+                    "delta": {"type": "input_json_delta", "partial_json": p}}),
+            ));
+        }
+        events.push(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
     events.push(event(
         "message_delta",
         &json!({
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "delta": {"stop_reason": stop_reason, "stop_sequence": null},
             "usage": anthropic_usage(&usage, UsageAt::Delta),
         }),
     ));

@@ -278,15 +278,17 @@ GOV_KEY="$("$BIN/tollgate" keys create --config "$WORK/tollgate.toml" --name loa
 [[ "$GOV_KEY" == tg-* ]] || { echo "tollgate keys create (governed) gave no key:" >&2; cat "$RAW/keys-create-governed.stderr" >&2; exit 1; }
 MODULES="$("$BIN/tollgate" modules list --json --config "$WORK/tollgate.toml" |
     python3 -c 'import json, sys; print(" ".join(m["name"] for m in json.load(sys.stdin)))')"
+# The governance modules: the cache would turn the "on" runs into hits.
+GOV_MODULES="$(echo "$MODULES" | tr ' ' '\n' | grep -vE '^(cache|semantic_cache)$' | tr '\n' ' ')"
 switch_modules() {
     local verb=$1 m
-    for m in $MODULES; do
+    for m in $GOV_MODULES; do
         "$BIN/tollgate" modules "$verb" "$m" --config "$WORK/tollgate.toml" >>"$RAW/modules-switch.log" 2>&1
     done
     sleep 1.5 # the server polls module settings every second
 }
-echo "$MODULES" >"$RAW/modules.txt"
-log "modules: c=$CONC, ${DURATION}s per run, $THR_PAIRS x (off, on) via tollgate; modules: $MODULES"
+echo "$GOV_MODULES" >"$RAW/modules.txt"
+log "modules: c=$CONC, ${DURATION}s per run, $THR_PAIRS x (off, on) via tollgate; modules: $GOV_MODULES"
 SAVED_KEY="$CLIENT_KEY"
 CLIENT_KEY="$GOV_KEY"
 switch_modules enable
@@ -298,6 +300,37 @@ for ((i = 1; i <= THR_PAIRS; i++)); do
     oha_run "thr-modules-on-$i" "$VIA_URL" -z "${DURATION}s" -c "$CONC"
 done
 CLIENT_KEY="$SAVED_KEY"
+
+# --- exact cache: hits against the upstream itself -------------------------------------------
+# The same request over and over through tollgate with `cache` on: after the
+# first, every answer is a hit that never leaves the box. Compared with
+# direct-to-mock throughput in this same run, and its latency at the fixed rate.
+if [[ " $MODULES " == *" cache "* ]]; then
+    wait_quiet cache
+    "$BIN/tollgate" modules enable cache --config "$WORK/tollgate.toml" >>"$RAW/modules-switch.log" 2>&1
+    sleep 1.5
+    for _ in 1 2; do
+        curl -s -D "$RAW/cache-prime-headers.txt" -o /dev/null -H 'content-type: application/json' \
+            -H "authorization: Bearer $CLIENT_KEY" -d "$BODY" "$VIA_URL"
+    done
+    tr -d '\r' <"$RAW/cache-prime-headers.txt" | awk -F': ' 'tolower($1) == "x-tollgate-cache" {print $2}' >"$RAW/cache-status.txt"
+    log "cache: second identical request answered x-tollgate-cache: $(cat "$RAW/cache-status.txt")"
+    oha_run warm-cache-1 "$VIA_URL" -z 2s -c "$CONC"
+    for ((i = 1; i <= THR_PAIRS; i++)); do
+        sleep 1
+        oha_run "thr-cachedirect-$i" "$DIRECT_URL" -z "${DURATION}s" -c "$CONC"
+        sleep 1
+        oha_run "thr-cache-$i" "$VIA_URL" -z "${DURATION}s" -c "$CONC"
+    done
+    for ((i = 1; i <= LAT_PAIRS; i++)); do
+        sleep 1
+        oha_run "lat-cache-$i" "$VIA_URL" -z "${DURATION}s" -c "$CONC" -q "$RATE" --latency-correction
+    done
+    "$BIN/tollgate" modules disable cache --config "$WORK/tollgate.toml" >>"$RAW/modules-switch.log" 2>&1
+    sleep 1.5
+else
+    echo "no cache module" >"$RAW/cache-status.txt"
+fi
 
 # --- added latency at a fixed rate -------------------------------------------------------
 wait_quiet latency

@@ -72,6 +72,11 @@ impl PendingTrace {
         self
     }
 
+    /// Microseconds since the request arrived.
+    pub fn elapsed_us(&self) -> i64 {
+        self.started.elapsed().as_micros() as i64
+    }
+
     /// The request ended the way its trace says.
     pub fn finish(mut self) {
         self.completed = true;
@@ -119,6 +124,9 @@ pub struct ObservedBody {
     deadline: Pin<Box<Sleep>>,
     sent_at: Instant,
     capture: Option<BytesMut>,
+    /// The answer as sent, for the exact cache (a miss or refresh whose
+    /// answer may be stored), up to `[modules.cache] max_entry_bytes`.
+    cache_capture: Option<(BytesMut, u64)>,
     sent_any: bool,
     received_any: bool,
     /// The upstream's declared length; reaching it ends the body even if
@@ -199,6 +207,16 @@ impl ObservedBody {
             }
         }
         let protocol = call.route.provider.protocol;
+        if !status.is_success() {
+            // Error answers are never stored.
+            pending.trace.cache.store = None;
+        }
+        let cache_capture = pending
+            .trace
+            .cache
+            .store
+            .as_ref()
+            .map(|e| (BytesMut::new(), e.max_entry_bytes));
         let total_timeout = state.config.upstream.total_timeout;
         let watchdog = pending
             .closer
@@ -225,6 +243,7 @@ impl ObservedBody {
             deadline: Box::pin(tokio::time::sleep(total_timeout)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
+            cache_capture,
             sent_any: false,
             received_any: false,
             expected_len,
@@ -250,6 +269,17 @@ impl ObservedBody {
             && capture.len() + chunk.len() <= CAPTURE_LIMIT
         {
             capture.extend_from_slice(chunk);
+        }
+        if let Some((capture, limit)) = &mut self.cache_capture {
+            if (capture.len() + chunk.len()) as u64 <= *limit {
+                capture.extend_from_slice(chunk);
+            } else {
+                // Too large to store: stop copying.
+                self.cache_capture = None;
+                if let Some(p) = &mut self.pending {
+                    p.trace.cache.store = None;
+                }
+            }
         }
         if let Some(p) = &mut self.pending {
             p.trace.response_bytes += chunk.len() as i64;
@@ -373,8 +403,16 @@ impl ObservedBody {
     fn finish_trace(&mut self) {
         self.watchdog = None;
         let capture = self.capture.take().map(BytesMut::freeze);
+        let cached = self.cache_capture.take().map(|(c, _)| c.freeze());
+        let protocol = self.protocol;
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
+            // Stored by the writer only if the trace says it completed.
+            let message = cached.and_then(|c| super::cache::final_message(c, protocol, &p.trace));
+            match (message, p.trace.cache.store.as_mut()) {
+                (Some(body), Some(entry)) => entry.body = body,
+                _ => p.trace.cache.store = None,
+            }
             p.finish();
         }
     }

@@ -38,6 +38,16 @@ impl moka::Expiry<[u8; 32], Arc<Cached>> for ExpiresAt {
     }
 }
 
+/// A cheap handle on the memory tier.
+#[derive(Clone)]
+pub struct Memory(Tier);
+
+impl Memory {
+    pub fn put(&self, key: [u8; 32], entry: Arc<Cached>) {
+        self.0.insert(key, entry);
+    }
+}
+
 pub struct ResponseCache {
     /// The tier and the byte capacity it was built with; rebuilt (empty)
     /// when `[modules.cache] memory_bytes` changes at runtime.
@@ -74,6 +84,12 @@ impl ResponseCache {
             stored_entries: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// A handle on the memory tier, for storing an answer when its body
+    /// completes (so the next request hits before the writer commits).
+    pub fn memory(&self, memory_bytes: u64) -> Memory {
+        Memory(self.tier(memory_bytes))
     }
 
     /// The tier for `memory_bytes` (a new, empty one when it changed).

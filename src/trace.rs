@@ -303,6 +303,20 @@ impl Trace {
         }
     }
 
+    /// The answer to store in the exact cache, if this request completed
+    /// with a 2xx from the target its cache key names and the answer fits.
+    /// The one rule for the writer (the database) and the proxy (memory).
+    pub fn cache_storable(&self) -> Option<&CacheEntry> {
+        let entry = self.cache.store.as_deref()?;
+        let complete = (200..300).contains(&self.status)
+            && self.error_kind.is_none()
+            && !entry.body.is_empty()
+            && entry.body.len() as u64 <= entry.max_entry_bytes
+            && self.provider.as_deref() == Some(entry.provider.as_str())
+            && self.model_resolved.as_deref() == Some(entry.model.as_str());
+        complete.then_some(entry)
+    }
+
     /// Cuts every client- or upstream-chosen text to its bound. The proxy
     /// refuses overlong model names up front; this is the store's guarantee.
     pub fn bound_strings(&mut self) {

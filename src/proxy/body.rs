@@ -14,9 +14,11 @@ use super::error::{stream_error_event, withheld_error_body};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
 use crate::config::Protocol;
+use crate::ledger::PriceBook;
 use crate::providers::redact::{self, MAX_ERROR_BODY};
 use crate::providers::watch::{Observed, Watch};
 use crate::request_facts::CloseConnection;
+use crate::response_cache::{Cached, Memory};
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{Slot, WriteOp};
@@ -28,6 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
@@ -127,6 +130,8 @@ pub struct ObservedBody {
     /// The answer as sent, for the exact cache (a miss or refresh whose
     /// answer may be stored), up to `[modules.cache] max_entry_bytes`.
     cache_capture: Option<(BytesMut, u64)>,
+    /// Where a stored answer also goes at once, and the prices to cost it.
+    cache_memory: Option<(Memory, PriceBook)>,
     sent_any: bool,
     received_any: bool,
     /// The upstream's declared length; reaching it ends the body even if
@@ -243,6 +248,10 @@ impl ObservedBody {
             deadline: Box::pin(tokio::time::sleep(total_timeout)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
+            cache_memory: cache_capture.as_ref().map(|_| {
+                let memory_bytes = state.modules().cache.memory_bytes;
+                (state.cache.memory(memory_bytes), state.prices.clone())
+            }),
             cache_capture,
             sent_any: false,
             received_any: false,
@@ -412,6 +421,19 @@ impl ObservedBody {
             match (message, p.trace.cache.store.as_mut()) {
                 (Some(body), Some(entry)) => entry.body = body,
                 _ => p.trace.cache.store = None,
+            }
+            if let (Some((memory, prices)), Some(entry)) =
+                (&self.cache_memory, p.trace.cache_storable())
+            {
+                let cost_uc = crate::ledger::assess(&p.trace, &prices.current()).cost_uc;
+                memory.put(
+                    entry.key,
+                    Arc::new(Cached {
+                        body: entry.body.clone(),
+                        cost_uc,
+                        expires_at_ms: entry.expires_at_ms,
+                    }),
+                );
             }
             p.finish();
         }

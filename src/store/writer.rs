@@ -499,18 +499,9 @@ fn write_cache(
     if let Some(key) = &trace.cache.hit_key {
         cache_sql::record_hit(conn, key, trace.started_at_ms)?;
     }
-    let Some(entry) = &trace.cache.store else {
+    let Some(entry) = trace.cache_storable() else {
         return Ok(None);
     };
-    let complete = (200..300).contains(&trace.status)
-        && trace.error_kind.is_none()
-        && !entry.body.is_empty()
-        && entry.body.len() as u64 <= entry.max_entry_bytes
-        && trace.provider.as_deref() == Some(entry.provider.as_str())
-        && trace.model_resolved.as_deref() == Some(entry.model.as_str());
-    if !complete {
-        return Ok(None);
-    }
     cache_sql::insert(conn, entry, cost.cost_uc, &trace.id)?;
     Ok(Some(entry.max_total_bytes))
 }

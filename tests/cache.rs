@@ -11,7 +11,6 @@ mod common;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use tollgate_mock_upstream::MockConfig;
 
@@ -110,22 +109,6 @@ fn books(gw: &Gateway, id: &str) -> Books {
             "SELECT status, cost_uc, saved_uc FROM costs WHERE trace_id = ?1",
             [id],
         ),
-    )
-}
-
-fn cli(db: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .args(args)
-        .arg("--db")
-        .arg(db)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_AUDIT_KEY")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 

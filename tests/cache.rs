@@ -542,3 +542,36 @@ async fn a_purge_by_the_cli_reaches_a_running_gateway_and_entries_survive_a_rest
     assert_eq!(code, 0);
     assert!(out.contains("hit ratio"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_recently_used_entries_go_beyond_max_bytes() {
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        &config("max_bytes = 2000\nmax_entry_bytes = 1000"),
+    )
+    .await;
+    let words = [("x-mock-words", "100")];
+    let ask = |seed: i64| {
+        let mut body = chat("gpt-4o-mini", false);
+        body["seed"] = json!(seed);
+        body
+    };
+    let a = post_with(&gw, CHAT, &ask(1), &words).await;
+    let b = post_with(&gw, CHAT, &ask(2), &words).await;
+    assert!((700..1000).contains(&a.body.len()), "{}", a.body.len());
+    gw.wait_traces(2).await;
+    // A is used again, so B is now the least recently used.
+    let hit = post_with(&gw, CHAT, &ask(1), &words).await;
+    assert_eq!(hit.cache.as_deref(), Some("hit"));
+    gw.wait_traces(3).await;
+    let c = post_with(&gw, CHAT, &ask(3), &words).await;
+    gw.wait_traces(4).await;
+    let kept: Vec<String> = column(
+        &gw.db(),
+        "SELECT source_trace_id FROM cache_entries ORDER BY created_at_ms",
+    );
+    assert_eq!(kept, [a.id.unwrap(), c.id.unwrap()], "B was evicted");
+    let bytes: i64 = value(&gw.db(), "SELECT sum(bytes) FROM cache_entries", []);
+    assert!(bytes <= 2000);
+    assert!(b.id.is_some());
+}

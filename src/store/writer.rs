@@ -409,7 +409,7 @@ impl WriterLoop {
                         done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
-                    if let Some(max_bytes) = write_cache(&tx, trace, &cost)? {
+                    if let Some(max_bytes) = write_cache(&tx, trace, &cost) {
                         evict_to = Some(evict_to.map_or(max_bytes, |m: u64| m.min(max_bytes)));
                     }
                     self.rollup.add(trace, &cost);
@@ -423,8 +423,10 @@ impl WriterLoop {
             head = entry_head.or(head);
             done.heads.push(entry_head);
         }
-        if let Some(max_bytes) = evict_to {
-            cache_sql::evict(&tx, now_ms(), max_bytes)?;
+        if let Some(max_bytes) = evict_to
+            && let Err(e) = cache_sql::evict(&tx, now_ms(), max_bytes)
+        {
+            tracing::warn!(error = %e, "cache eviction failed; retried after the next insert");
         }
         self.rollup.flush(&tx)?;
         tx.commit()?;
@@ -491,19 +493,24 @@ fn write_request(
 /// answer to store is inserted if the request completed with a 2xx from the
 /// target its key names, with the cost just assessed (the saving of later
 /// hits). Returns the size cap to evict down to after an insert.
-fn write_cache(
-    conn: &Connection,
-    trace: &Trace,
-    cost: &CostRecord,
-) -> rusqlite::Result<Option<u64>> {
-    if let Some(key) = &trace.cache.hit_key {
-        cache_sql::record_hit(conn, key, trace.started_at_ms)?;
+///
+/// A cache write that fails is logged and skipped: it must never cost the
+/// request its trace (a failed statement rolls back alone; the transaction
+/// goes on).
+fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u64> {
+    if let Some(key) = &trace.cache.hit_key
+        && let Err(e) = cache_sql::record_hit(conn, key, trace.started_at_ms)
+    {
+        tracing::warn!(error = %e, trace_id = %trace.id, "a cache hit could not be counted");
     }
-    let Some(entry) = trace.cache_storable() else {
-        return Ok(None);
-    };
-    cache_sql::insert(conn, entry, cost.cost_uc, &trace.id)?;
-    Ok(Some(entry.max_total_bytes))
+    let entry = trace.cache_storable()?;
+    match cache_sql::insert(conn, entry, cost.cost_uc, &trace.id) {
+        Ok(()) => Some(entry.max_total_bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, trace_id = %trace.id, "an answer could not be cached");
+            None
+        }
+    }
 }
 
 /// Applies an administrative change and appends its entry, in the caller's

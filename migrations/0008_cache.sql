@@ -40,8 +40,8 @@ INSERT INTO cache_purges (id, generation, updated_at_ms) VALUES (1, 0, 0);
 -- not NULL.
 ALTER TABLE traces ADD COLUMN cache_status TEXT
     CHECK (cache_status IS NULL OR cache_status IN ('hit', 'miss', 'skip', 'refresh'));
--- The hits alone, for `report costs` and the cache stats.
-CREATE INDEX traces_cache_hits ON traces (id) WHERE cache_status = 'hit';
+-- For `report costs` and the cache stats (only requests the cache saw).
+CREATE INDEX traces_cache_status ON traces (cache_status) WHERE cache_status IS NOT NULL;
 
 -- A cache hit costs nothing (status no_charge, cost_uc 0); this is what the
 -- stored answer cost originally (µ¢), i.e. what the hit saved. NULL unless

@@ -575,3 +575,22 @@ async fn the_least_recently_used_entries_go_beyond_max_bytes() {
     assert!(bytes <= 2000);
     assert!(b.id.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_are_cached_too() {
+    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    let body = json!({"model": "text-embedding-3-small", "input": ["a", "b"]});
+    let first = post(&gw, "/v1/embeddings", &body).await;
+    assert_eq!((first.status, first.cache.as_deref()), (200, Some("miss")));
+    let again = post(&gw, "/v1/embeddings", &body).await;
+    assert_eq!(again.cache.as_deref(), Some("hit"));
+    assert_eq!(again.body, first.body);
+    let other = post(
+        &gw,
+        "/v1/embeddings",
+        &json!({"model": "text-embedding-3-small", "input": ["a"]}),
+    )
+    .await;
+    assert_eq!(other.cache.as_deref(), Some("miss"));
+    assert_eq!(gw.mock.request_count(), 2);
+}

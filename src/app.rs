@@ -140,6 +140,7 @@ impl App {
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());
         let auth = ClientAuth::new(reads.clone(), config.failed_auth);
+        let cache = crate::response_cache::ResponseCache::new(modules.cache.memory_bytes);
         let modules = RwLock::new(Arc::new(modules));
         let rate_limiter = tollgate_modules::rate_limit::RateLimiter::new();
         let breaker = tollgate_modules::breaker::Breaker::new(Box::new(
@@ -166,6 +167,7 @@ impl App {
             budgets,
             breaker,
             file_prices,
+            cache,
         });
         Ok(App {
             state,
@@ -218,6 +220,7 @@ impl App {
         let grace = state.config.shutdown_grace;
         let shutdown = shutdown.boxed().shared();
         let watcher = tokio::spawn(watch_module_settings(Arc::downgrade(&state)));
+        let cache_watcher = tokio::spawn(watch_cache(Arc::downgrade(&state)));
         let main = serve(
             listener,
             state.clone(),
@@ -233,6 +236,7 @@ impl App {
             None => main.await,
         }
         watcher.abort();
+        cache_watcher.abort();
         drop(state);
         let joined = tokio::task::spawn_blocking(move || writer.join()).await;
         if joined.is_err() {
@@ -270,6 +274,32 @@ async fn watch_module_settings(state: std::sync::Weak<AppState>) {
                 tracing::warn!(error = %e, "cannot read module settings; the ones in force stay")
             }
         }
+    }
+}
+
+/// Polls the exact cache's table every [`MODULE_SETTINGS_POLL`]: a purge by
+/// another process (`tollgate cache purge`) moves the purge generation, and
+/// this process then drops its in-memory copies; the entries and bytes
+/// stored are kept for `/metrics`. Weak, as above.
+async fn watch_cache(state: std::sync::Weak<AppState>) {
+    loop {
+        {
+            let Some(state) = state.upgrade() else { return };
+            match state.reads.read(crate::store::cache_sql::totals).await {
+                Ok(t) => {
+                    state.cache.saw_generation(t.generation);
+                    let c = &state.cache;
+                    c.stored_entries.store(
+                        t.entries.max(0) as u64,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    c.stored_bytes
+                        .store(t.bytes.max(0) as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the cache's purge generation"),
+            }
+        }
+        tokio::time::sleep(MODULE_SETTINGS_POLL).await;
     }
 }
 

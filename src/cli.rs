@@ -32,6 +32,9 @@ pub enum Command {
     /// Runtime-toggleable modules: list, switch on or off, reconfigure.
     #[command(subcommand)]
     Modules(ModulesCommand),
+    /// The exact response cache: what it holds and saved; purge it.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Provider API keys stored encrypted in the database.
     #[command(subcommand)]
     Providers(ProvidersCommand),
@@ -188,6 +191,30 @@ pub enum ModulesCommand {
         #[command(flatten)]
         db: DbArgs,
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Entries and bytes stored, hits, misses and savings recorded.
+    Stats {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deletes cached answers (all, or of a namespace and/or model),
+    /// audited as `cache.purge`; a running gateway stops serving them
+    /// within a second.
+    Purge {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Only this namespace's entries (a client key id, or `shared`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only entries of this (resolved) model.
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 

@@ -19,6 +19,7 @@ pub mod private_files;
 pub mod providers;
 pub mod proxy;
 pub mod request_facts;
+pub mod response_cache;
 pub mod router;
 pub mod secret;
 pub mod server;

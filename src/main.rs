@@ -4,8 +4,8 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tollgate::cli::{
-    AuditCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, ModulesCommand, PricesCommand,
-    ProvidersCommand, ReportCommand, ServeArgs, VaultCommand, VerifyArgs,
+    AuditCommand, CacheCommand, Cli, Command, CostsArgs, DbArgs, KeysCommand, ModulesCommand,
+    PricesCommand, ProvidersCommand, ReportCommand, ServeArgs, VaultCommand, VerifyArgs,
 };
 use tollgate::commands;
 use tollgate::config::{Config, ConfigError, ProcessEnv};
@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         }
         Command::Prices(cmd) => prices(cmd),
         Command::Modules(cmd) => modules(cmd),
+        Command::Cache(cmd) => cache(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -268,7 +269,10 @@ fn report_costs(args: CostsArgs) -> Result<(), Failure> {
     };
     let rows = store::report_sql::cost_report(&conn, args.by, &since, &until)
         .map_err(|e| (EXIT_DATABASE, format!("cannot read the cost rollups: {e}")))?;
-    let out = report::render(args.format, args.by, &since, &until, &rows).map_err(|e| (1, e))?;
+    let savings = store::report_sql::cache_savings(&conn, &since, &until)
+        .map_err(|e| (EXIT_DATABASE, format!("cannot read the cache savings: {e}")))?;
+    let out =
+        report::render(args.format, args.by, &since, &until, &rows, savings).map_err(|e| (1, e))?;
     print!("{out}");
     Ok(())
 }
@@ -408,6 +412,22 @@ fn modules(cmd: ModulesCommand) -> Result<(), Failure> {
         }
     };
     println!("{line}");
+    Ok(())
+}
+
+fn cache(cmd: CacheCommand) -> Result<(), Failure> {
+    let out = match cmd {
+        CacheCommand::Stats { db, json } => commands::cache::stats(&open_existing(&db)?, json)?,
+        CacheCommand::Purge {
+            db,
+            namespace,
+            model,
+        } => {
+            let (_, mut conn, key) = admin_db(&db)?;
+            commands::cache::purge(&mut conn, &key, namespace, model)?
+        }
+    };
+    print!("{out}");
     Ok(())
 }
 

@@ -42,6 +42,30 @@ fn breaker_series(out: &mut String, state: &AppState) {
     );
 }
 
+/// The exact cache: lookups since start, and what the database holds (as
+/// last polled, every second).
+fn cache_series(out: &mut String, state: &AppState) {
+    let c = &state.cache;
+    let (hits, misses) = c.hits_and_misses();
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_cache_hits_total Requests answered from the exact cache since start.\n\
+         # TYPE tollgate_cache_hits_total counter\n\
+         tollgate_cache_hits_total {hits}\n\
+         # HELP tollgate_cache_misses_total Requests looked up in the exact cache and not found since start.\n\
+         # TYPE tollgate_cache_misses_total counter\n\
+         tollgate_cache_misses_total {misses}\n\
+         # HELP tollgate_cache_entries Answers stored in the exact cache.\n\
+         # TYPE tollgate_cache_entries gauge\n\
+         tollgate_cache_entries {}\n\
+         # HELP tollgate_cache_bytes Bytes of answers stored in the exact cache.\n\
+         # TYPE tollgate_cache_bytes gauge\n\
+         tollgate_cache_bytes {}",
+        c.stored_entries.load(Ordering::Relaxed),
+        c.stored_bytes.load(Ordering::Relaxed),
+    );
+}
+
 /// A label value escaped as the text format wants.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -228,6 +252,7 @@ pub fn render(state: &AppState) -> Response<Body> {
         );
     }
     breaker_series(&mut out, state);
+    cache_series(&mut out, state);
     let mut resp = Response::new(full(out));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

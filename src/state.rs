@@ -42,6 +42,9 @@ pub struct AppState {
     pub budgets: tollgate_modules::budget::Budgets,
     /// Price overrides from the config file (the database's come on top).
     pub(crate) file_prices: RwLock<BTreeMap<String, PriceSpec>>,
+    /// The exact cache's in-memory tier and counters (`[modules.cache]`;
+    /// the entries themselves are in the database).
+    pub cache: crate::response_cache::ResponseCache,
 }
 
 impl AppState {

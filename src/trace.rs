@@ -162,6 +162,66 @@ impl Usage {
     }
 }
 
+/// How the exact cache (`[modules.cache]`) treated a request; stored as
+/// its `as_str` in `traces.cache_status` (NULL: the module was off).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Answered from the cache: nothing went upstream.
+    Hit,
+    /// Looked up, not found: sent upstream, the answer stored if it qualifies.
+    Miss,
+    /// Neither looked up nor stored (asked by the client, or not cacheable).
+    Skip,
+    /// Not looked up (asked by the client); the answer replaces the entry.
+    Refresh,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Skip => "skip",
+            CacheStatus::Refresh => "refresh",
+        }
+    }
+}
+
+/// An answer to store in the exact cache, riding on the trace of the request
+/// that got it: the writer inserts it with the trace (so it knows the
+/// answer's cost) if the request completed with a 2xx.
+#[derive(Clone, Debug)]
+pub struct CacheEntry {
+    pub key: [u8; 32],
+    pub namespace: String,
+    pub endpoint: &'static str,
+    /// The target the key was computed for: stored only if it answered.
+    pub provider: String,
+    pub model: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    /// The final message (the upstream's JSON body).
+    pub body: Bytes,
+    /// `[modules.cache] max_bytes` when the request ran: the writer evicts
+    /// down to it after inserting.
+    pub max_total_bytes: u64,
+    /// `[modules.cache] max_entry_bytes` when the request ran: a larger
+    /// answer is not stored.
+    pub max_entry_bytes: u64,
+}
+
+/// The exact cache's part of a trace.
+#[derive(Clone, Debug, Default)]
+pub struct CacheNote {
+    pub status: Option<CacheStatus>,
+    /// A hit: the entry's key (its hit count goes up) and what the original
+    /// answer cost (µ¢; `None` when unknown), recorded as the saving.
+    pub hit_key: Option<[u8; 32]>,
+    pub saved_uc: Option<i64>,
+    /// A miss or refresh whose answer is to be stored.
+    pub store: Option<Box<CacheEntry>>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Trace {
     pub id: String,
@@ -195,6 +255,8 @@ pub struct Trace {
     /// Every attempt, as JSON, when there was more than one or a target was
     /// skipped (see migration 0007).
     pub attempt_log: Option<String>,
+    /// What the exact cache did (migration 0008).
+    pub cache: CacheNote,
 }
 
 impl Trace {
@@ -226,6 +288,7 @@ impl Trace {
             response_body: None,
             attempts: None,
             attempt_log: None,
+            cache: CacheNote::default(),
         }
     }
 
@@ -238,6 +301,20 @@ impl Trace {
             message.truncate(message.floor_char_boundary(MAX_ERROR_MESSAGE_BYTES));
             self.error_message = Some(message);
         }
+    }
+
+    /// The answer to store in the exact cache, if this request completed
+    /// with a 2xx from the target its cache key names and the answer fits.
+    /// The one rule for the writer (the database) and the proxy (memory).
+    pub fn cache_storable(&self) -> Option<&CacheEntry> {
+        let entry = self.cache.store.as_deref()?;
+        let complete = (200..300).contains(&self.status)
+            && self.error_kind.is_none()
+            && !entry.body.is_empty()
+            && entry.body.len() as u64 <= entry.max_entry_bytes
+            && self.provider.as_deref() == Some(entry.provider.as_str())
+            && self.model_resolved.as_deref() == Some(entry.model.as_str());
+        complete.then_some(entry)
     }
 
     /// Cuts every client- or upstream-chosen text to its bound. The proxy

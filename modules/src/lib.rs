@@ -7,7 +7,9 @@
 //! settles their holds with the actual usage and cost when the request ends.
 //! Those that decide per upstream attempt ([`retry`] for retries and
 //! fallbacks, [`breaker`] for a circuit breaker per target) are consulted by
-//! the proxy's upstream loop between attempts. Every module's switch and
+//! the proxy's upstream loop between attempts. [`cache`] (the exact
+//! response cache's settings and key) is consulted by the proxy before the
+//! pipeline: a hit goes nowhere and costs nothing. Every module's switch and
 //! settings live in one [`ModuleSettings`] value, swapped whole at runtime.
 //! Storage reaches a module only through traits defined here
 //! ([`budget::Reservations`], [`breaker::BreakerStore`]).
@@ -15,6 +17,7 @@
 pub mod admissions;
 pub mod breaker;
 pub mod budget;
+pub mod cache;
 pub mod invalid;
 pub mod pipeline;
 pub mod rate_limit;

@@ -12,10 +12,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use crate::invalid::Invalid;
-use crate::{breaker, budget, rate_limit, retry};
+use crate::{breaker, budget, cache, rate_limit, retry};
 
 /// The modules an operator can switch, in the order the admin API lists them.
-pub const NAMES: &[&str] = &["rate_limit", "budget", "retry", "fallback", "breaker"];
+pub const NAMES: &[&str] = &[
+    "rate_limit",
+    "budget",
+    "retry",
+    "fallback",
+    "breaker",
+    "cache",
+];
 
 /// All modules' settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +33,7 @@ pub struct ModuleSettings {
     pub retry: retry::Settings,
     pub fallback: retry::FallbackSettings,
     pub breaker: breaker::Settings,
+    pub cache: cache::Settings,
 }
 
 impl ModuleSettings {
@@ -44,6 +52,7 @@ impl ModuleSettings {
         self.breaker
             .validate()
             .map_err(|e| prefixed("breaker", e))?;
+        self.cache.validate().map_err(|e| prefixed("cache", e))?;
         Ok(())
     }
 

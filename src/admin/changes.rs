@@ -188,3 +188,46 @@ pub fn reset_module(actor: &str, name: &str, old: Value, new: Value) -> AdminEnt
         },
     )
 }
+
+/// A purge of exact-cache entries (`cache.purge`): the filter and how many
+/// entries it selected when asked.
+pub fn purge_cache(
+    actor: &str,
+    filter: &crate::store::cache_sql::PurgeFilter,
+    entries: i64,
+) -> AdminEntry {
+    let subject = match (&filter.namespace, &filter.model) {
+        (None, None) => "cache:all".to_string(),
+        (Some(ns), None) => format!("cache:namespace={ns}"),
+        (None, Some(m)) => format!("cache:model={m}"),
+        (Some(ns), Some(m)) => format!("cache:namespace={ns},model={m}"),
+    };
+    entry(
+        actor,
+        "cache.purge",
+        subject,
+        json!({"namespace": filter.namespace, "model": filter.model, "entries": entries}),
+        Mutation::PurgeCache {
+            filter: filter.clone(),
+            at_ms: crate::trace::now_ms(),
+        },
+    )
+}
+
+/// The exact cache as the API and `tollgate cache stats --json` show it:
+/// what is stored, and the hits, misses and savings the traces record
+/// (`saved_usd` exact).
+pub fn cache_stats_json(s: &crate::store::cache_sql::Stats) -> Value {
+    use crate::ledger::money::format_usd_exact;
+    let looked_up = s.traced_hits + s.traced_misses;
+    json!({
+        "entries": s.entries,
+        "bytes": s.bytes,
+        "entry_hits": s.entry_hits,
+        "hits": s.traced_hits,
+        "misses": s.traced_misses,
+        "hit_ratio": (looked_up > 0).then(|| s.traced_hits as f64 / looked_up as f64),
+        "saved_uc": s.saved_uc,
+        "saved_usd": format_usd_exact(s.saved_uc),
+    })
+}

@@ -535,3 +535,95 @@ pub async fn delete_price(state: &AppState, provider: &str, model: &str) -> Resu
         .map_err(AdminError::internal)?;
     Ok(Reply::no_content())
 }
+
+/// `GET /admin/v1/cache`: what is stored and what the traces record, plus
+/// this process's hits, misses and savings since it started.
+pub async fn cache_stats(state: &AppState) -> Result<Reply> {
+    use std::sync::atomic::Ordering;
+    let stats = state
+        .reads
+        .read(crate::store::cache_sql::stats)
+        .await
+        .map_err(AdminError::internal)?;
+    let mut out = changes::cache_stats_json(&stats);
+    let settings = state.modules();
+    let (hits, misses) = state.cache.hits_and_misses();
+    let saved = state.cache.saved_uc.load(Ordering::Relaxed);
+    if let Value::Object(o) = &mut out {
+        o.insert("enabled".into(), json!(settings.cache.enabled));
+        o.insert(
+            "since_start".into(),
+            json!({
+                "hits": hits,
+                "misses": misses,
+                "hit_ratio": (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+                "saved_uc": saved,
+                "saved_usd": crate::ledger::money::format_usd_exact(saved),
+            }),
+        );
+    }
+    Ok(Reply::ok(out))
+}
+
+/// `DELETE /admin/v1/cache[?namespace=N][&model=M]`: deletes the entries
+/// selected (all without a filter), audited as `cache.purge`; this
+/// process stops serving them at once.
+pub async fn purge_cache(state: &AppState, query: Option<&str>) -> Result<Reply> {
+    let filter = purge_filter(query)?;
+    let counted = filter.clone();
+    let entries = state
+        .reads
+        .read(move |conn| crate::store::cache_sql::count(conn, &counted))
+        .await
+        .map_err(AdminError::internal)?;
+    commit(state, changes::purge_cache(ACTOR, &filter, entries)).await?;
+    state.cache.clear();
+    Ok(Reply::ok(json!({
+        "purged": entries,
+        "namespace": filter.namespace,
+        "model": filter.model,
+    })))
+}
+
+fn purge_filter(query: Option<&str>) -> Result<crate::store::cache_sql::PurgeFilter> {
+    let mut filter = crate::store::cache_sql::PurgeFilter::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decoded(v)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                AdminError::BadRequest(format!("query parameter `{k}` needs a value"))
+            })?;
+        match k {
+            "namespace" => filter.namespace = Some(v),
+            "model" => filter.model = Some(v),
+            _ => {
+                return Err(AdminError::BadRequest(format!(
+                    "unknown query parameter `{}` (known: namespace, model)",
+                    crate::trace::truncated(k, 64)
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// A query value with `%XX` and `+` decoded; `None` if not UTF-8.
+fn percent_decoded(v: &str) -> Option<String> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}

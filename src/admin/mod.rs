@@ -44,6 +44,7 @@ where
     }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let segments = match segments.as_slice() {
         ["admin", "v1", rest @ ..] => rest,
@@ -88,6 +89,8 @@ where
         (&Method::DELETE, ["modules", name]) => handlers::reset_module(s, name).await,
         (&Method::GET, ["prices"]) => handlers::list_prices(s).await,
         (&Method::GET, ["breakers"]) => handlers::list_breakers(s).await,
+        (&Method::GET, ["cache"]) => handlers::cache_stats(s).await,
+        (&Method::DELETE, ["cache"]) => handlers::purge_cache(s, query.as_deref()).await,
         (&Method::PUT, ["prices", provider, model]) => {
             handlers::set_price(s, provider, model, &body).await
         }
@@ -115,6 +118,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         ["provider-keys", _] => "DELETE",
         ["aliases"] | ["prices"] | ["modules"] | ["breakers"] => "GET",
         ["modules", _] => "GET, PUT, DELETE",
+        ["cache"] => "GET, DELETE",
         ["aliases", _] | ["prices", _, _] => "PUT, DELETE",
         _ => return None,
     })

@@ -1,7 +1,8 @@
-//! Administrative CLI commands (`keys`, `modules`, `providers`, `vault`, `prices`). They work on
+//! Administrative CLI commands (`keys`, `modules`, `cache`, `providers`, `vault`, `prices`). They work on
 //! the database directly, in their own process, whether or not `serve` is
 //! running: each change commits with its audit entry in one transaction.
 
+pub mod cache;
 pub mod keys;
 pub mod modules;
 pub mod prices;

@@ -87,6 +87,9 @@ pub struct CostRecord {
     /// What could not be priced, comma-separated (`cache_write_1h,web_search`;
     /// `service_tier` when the served tier has no prices).
     pub unpriced: Option<String>,
+    /// A cache hit (which costs nothing): what the original answer cost,
+    /// i.e. what the hit saved (µ¢). `None` otherwise.
+    pub saved_uc: Option<i64>,
 }
 
 /// The `unpriced` entry of a request served on a tier with no prices.
@@ -108,7 +111,13 @@ pub fn assess(trace: &Trace, table: &PriceTable) -> CostRecord {
         price_tier: None,
         service_tier: trace.usage.service_tier,
         unpriced: None,
+        saved_uc: None,
     };
+    if trace.cache.status == Some(crate::trace::CacheStatus::Hit) {
+        // Nothing went upstream: no charge, whatever the stored usage says.
+        record.saved_uc = trace.cache.saved_uc;
+        return record;
+    }
     let u = &trace.usage;
     // A served tier without counts (an OpenAI stream cut after its first
     // chunk names its tier) is no usage: it must not price as 0 tokens.

@@ -2,7 +2,7 @@
 //! dollars and cents (and exact µ¢ in JSON and CSV).
 
 use super::money::{format_usd, format_usd_exact};
-use crate::store::report_sql::{GroupBy, ReportRow};
+use crate::store::report_sql::{CacheSavings, GroupBy, ReportRow};
 use std::fmt::Write;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -71,10 +71,22 @@ pub fn render(
     since: &str,
     until: &str,
     rows: &[ReportRow],
+    savings: CacheSavings,
 ) -> Result<String, String> {
     let total = total(rows).ok_or("the totals overflow 64 bits")?;
     Ok(match format {
-        Format::Table => table(rows, &total),
+        Format::Table => {
+            let mut out = table(rows, &total);
+            if savings.hits > 0 {
+                let _ = writeln!(
+                    out,
+                    "\nThe exact cache answered {} request(s) (cost 0, in COST), saving {}.",
+                    thousands(savings.hits),
+                    format_usd(savings.saved_uc)
+                );
+            }
+            out
+        }
         Format::Csv => csv(rows, &total),
         Format::Json => {
             let row = |r: &ReportRow| {
@@ -88,6 +100,11 @@ pub fn render(
                 "until": until,
                 "rows": rows.iter().map(row).collect::<Vec<_>>(),
                 "total": row(&total),
+                "cache": {
+                    "hits": savings.hits,
+                    "saved_uc": savings.saved_uc,
+                    "saved_usd": format_usd_exact(savings.saved_uc),
+                },
             });
             let mut s = serde_json::to_string_pretty(&value).unwrap_or_default();
             s.push('\n');

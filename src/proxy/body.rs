@@ -14,9 +14,11 @@ use super::error::{stream_error_event, withheld_error_body};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
 use crate::config::Protocol;
+use crate::ledger::PriceBook;
 use crate::providers::redact::{self, MAX_ERROR_BODY};
 use crate::providers::watch::{Observed, Watch};
 use crate::request_facts::CloseConnection;
+use crate::response_cache::{Cached, Memory};
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{Slot, WriteOp};
@@ -28,6 +30,7 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
@@ -70,6 +73,11 @@ impl PendingTrace {
     pub fn closing(mut self, closer: Option<CloseConnection>) -> PendingTrace {
         self.closer = closer;
         self
+    }
+
+    /// Microseconds since the request arrived.
+    pub fn elapsed_us(&self) -> i64 {
+        self.started.elapsed().as_micros() as i64
     }
 
     /// The request ended the way its trace says.
@@ -119,6 +127,11 @@ pub struct ObservedBody {
     deadline: Pin<Box<Sleep>>,
     sent_at: Instant,
     capture: Option<BytesMut>,
+    /// The answer as sent, for the exact cache (a miss or refresh whose
+    /// answer may be stored), up to `[modules.cache] max_entry_bytes`.
+    cache_capture: Option<(BytesMut, u64)>,
+    /// Where a stored answer also goes at once, and the prices to cost it.
+    cache_memory: Option<(Memory, PriceBook)>,
     sent_any: bool,
     received_any: bool,
     /// The upstream's declared length; reaching it ends the body even if
@@ -199,6 +212,16 @@ impl ObservedBody {
             }
         }
         let protocol = call.route.provider.protocol;
+        if !status.is_success() {
+            // Error answers are never stored.
+            pending.trace.cache.store = None;
+        }
+        let cache_capture = pending
+            .trace
+            .cache
+            .store
+            .as_ref()
+            .map(|e| (BytesMut::new(), e.max_entry_bytes));
         let total_timeout = state.config.upstream.total_timeout;
         let watchdog = pending
             .closer
@@ -225,6 +248,11 @@ impl ObservedBody {
             deadline: Box::pin(tokio::time::sleep(total_timeout)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
+            cache_memory: cache_capture.as_ref().map(|_| {
+                let memory_bytes = state.modules().cache.memory_bytes;
+                (state.cache.memory(memory_bytes), state.prices.clone())
+            }),
+            cache_capture,
             sent_any: false,
             received_any: false,
             expected_len,
@@ -250,6 +278,17 @@ impl ObservedBody {
             && capture.len() + chunk.len() <= CAPTURE_LIMIT
         {
             capture.extend_from_slice(chunk);
+        }
+        if let Some((capture, limit)) = &mut self.cache_capture {
+            if (capture.len() + chunk.len()) as u64 <= *limit {
+                capture.extend_from_slice(chunk);
+            } else {
+                // Too large to store: stop copying.
+                self.cache_capture = None;
+                if let Some(p) = &mut self.pending {
+                    p.trace.cache.store = None;
+                }
+            }
         }
         if let Some(p) = &mut self.pending {
             p.trace.response_bytes += chunk.len() as i64;
@@ -373,8 +412,29 @@ impl ObservedBody {
     fn finish_trace(&mut self) {
         self.watchdog = None;
         let capture = self.capture.take().map(BytesMut::freeze);
+        let cached = self.cache_capture.take().map(|(c, _)| c.freeze());
+        let protocol = self.protocol;
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
+            // Stored by the writer only if the trace says it completed.
+            let message = cached.and_then(|c| super::cache::final_message(c, protocol, &p.trace));
+            match (message, p.trace.cache.store.as_mut()) {
+                (Some(body), Some(entry)) => entry.body = body,
+                _ => p.trace.cache.store = None,
+            }
+            if let (Some((memory, prices)), Some(entry)) =
+                (&self.cache_memory, p.trace.cache_storable())
+            {
+                let cost_uc = crate::ledger::assess(&p.trace, &prices.current()).cost_uc;
+                memory.put(
+                    entry.key,
+                    Arc::new(Cached {
+                        body: entry.body.clone(),
+                        cost_uc,
+                        expires_at_ms: entry.expires_at_ms,
+                    }),
+                );
+            }
             p.finish();
         }
     }

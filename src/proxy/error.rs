@@ -84,6 +84,11 @@ pub enum ProxyError {
         model: String,
         retry_after_secs: u64,
     },
+    #[error("The header `{header}` is invalid: it {reason}.")]
+    InvalidCacheHeader {
+        header: &'static str,
+        reason: String,
+    },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -123,6 +128,7 @@ impl ProxyError {
             | ProxyError::BodyRead
             | ProxyError::WrongProtocol { .. }
             | ProxyError::ModelNameTooLong { .. }
+            | ProxyError::InvalidCacheHeader { .. }
             | ProxyError::Unauthorized(AuthError::Conflicting) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(AuthError::Throttled { .. }) | ProxyError::RateLimited(_) => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -153,6 +159,7 @@ impl ProxyError {
             | ProxyError::MissingModel
             | ProxyError::BodyRead
             | ProxyError::ModelNameTooLong { .. }
+            | ProxyError::InvalidCacheHeader { .. }
             | ProxyError::Unauthorized(AuthError::Conflicting) => ErrorKind::InvalidRequest,
             ProxyError::Unauthorized(AuthError::Throttled { .. }) => ErrorKind::AuthThrottled,
             ProxyError::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,

@@ -9,6 +9,7 @@
 
 mod admission;
 mod body;
+pub mod cache;
 pub mod error;
 mod key_recheck;
 pub mod models;
@@ -76,7 +77,9 @@ where
     let pending = PendingTrace::new(slot, Trace::new(endpoint.path(), now_ms()), started)
         .closing(req.extensions().get().cloned());
     let request_id = HeaderValue::from_str(&pending.trace.id).ok();
+    let cache_on = state.modules().cache.enabled;
     let mut response = call(&state, req, endpoint, pending).await;
+    cache::report(&mut response, None, cache_on);
     if let Some(id) = request_id
         && response.extensions().get::<Untraced>().is_none()
     {
@@ -129,16 +132,21 @@ where
         None
     };
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
-    let mut prepared =
-        match request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await {
-            Ok(prepared) => prepared,
-            Err(e) => return fail(e, protocol, pending),
-        };
-    pending.governed = prepared.governed.take();
-    match upstream::send(state, prepared, &mut pending.trace).await {
-        Ok(call) => ObservedBody::respond(state, call, pending),
+    let ready = request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await;
+    let cache_status = pending.trace.cache.status;
+    let mut response = match ready {
+        Ok(request::Ready::Forward(mut prepared)) => {
+            pending.governed = prepared.governed.take();
+            match upstream::send(state, *prepared, &mut pending.trace).await {
+                Ok(call) => ObservedBody::respond(state, call, pending),
+                Err(e) => fail(e, protocol, pending),
+            }
+        }
+        Ok(request::Ready::Cached(hit)) => return cache::serve(hit, pending),
         Err(e) => fail(e, protocol, pending),
-    }
+    };
+    cache::report(&mut response, cache_status, false);
+    response
 }
 
 fn fail(e: ProxyError, protocol: Protocol, mut pending: PendingTrace) -> Response<Body> {

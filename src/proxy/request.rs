@@ -2,6 +2,7 @@
 
 use super::Endpoint;
 use super::admission::{self, Governed};
+use super::cache;
 use super::error::ProxyError;
 use crate::access::{ClientKey, model_allowed};
 use crate::config::Protocol;
@@ -33,6 +34,14 @@ pub struct Prepared {
     /// The modules' holds on the request; they ride on the trace until it
     /// is settled.
     pub governed: Option<Governed>,
+}
+
+/// What a checked and routed request goes on to.
+pub enum Ready {
+    /// Upstream.
+    Forward(Box<Prepared>),
+    /// Answered from the exact cache.
+    Cached(cache::Hit),
 }
 
 /// The members of the client's body tollgate reads.
@@ -74,7 +83,7 @@ pub async fn prepare<B>(
     endpoint: Endpoint,
     key: Option<&ClientKey>,
     trace: &mut Trace,
-) -> Result<Prepared, ProxyError>
+) -> Result<Ready, ProxyError>
 where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -159,19 +168,32 @@ where
         });
     }
 
+    let include_usage = meta.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
+    // Before the pipeline: a hit goes nowhere and costs nothing.
+    let asked = cache::Asked {
+        endpoint,
+        key_id: key.map_or(admission::ANONYMOUS_KEY, |k| k.id.as_str()),
+        route,
+        headers: &parts.headers,
+        body: &body,
+        stream,
+        include_usage,
+    };
+    if let Some(hit) = cache::consult(state, asked, trace).await? {
+        return Ok(Ready::Cached(hit));
+    }
+
     let output_cap = match endpoint {
         Endpoint::Embeddings => Some(0),
         _ => meta.output_cap(),
     };
     let governed = admission::admit(state, endpoint, key, &routes, output_cap, body.len())?;
 
-    let inject_usage = endpoint == Endpoint::ChatCompletions
-        && stream
-        && meta.stream_options.and_then(|o| o.include_usage) != Some(true);
+    let inject_usage = endpoint == Endpoint::ChatCompletions && stream && !include_usage;
     let requested = requested.to_string();
     let original = body.clone();
     let body = body_for(&original, &requested, route, inject_usage)?;
-    Ok(Prepared {
+    Ok(Ready::Forward(Box::new(Prepared {
         endpoint,
         routes,
         headers: parts.headers,
@@ -180,7 +202,7 @@ where
         requested,
         strip_injected_usage: inject_usage,
         governed,
-    })
+    })))
 }
 
 impl Prepared {

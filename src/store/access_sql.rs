@@ -152,6 +152,12 @@ pub enum Mutation {
     ResetModule {
         name: String,
     },
+    /// Exact-cache entries deleted (all, or by namespace / model); running
+    /// servers drop their in-memory copies (the purge generation moves).
+    PurgeCache {
+        filter: super::cache_sql::PurgeFilter,
+        at_ms: i64,
+    },
     /// Several changes under one audit entry (e.g. `prices import`'s
     /// `SetPrice`s), applied in order; all or none.
     Many(Vec<Mutation>),
@@ -278,6 +284,9 @@ pub fn apply(conn: &Connection, m: &Mutation) -> rusqlite::Result<()> {
             .map(drop),
         Mutation::ResetModule { name } => {
             changed(conn.execute("DELETE FROM module_settings WHERE name = ?1", [name])?)
+        }
+        Mutation::PurgeCache { filter, at_ms } => {
+            super::cache_sql::purge(conn, filter, *at_ms).map(drop)
         }
         Mutation::Many(all) => all.iter().try_for_each(|m| apply(conn, m)),
     }

@@ -22,9 +22,9 @@ pub const COLUMNS: [&str; 12] = [
     "price_cache_write",
 ];
 
-/// Columns added by migration 0004, after [`COLUMNS`]: covered by the audit
+/// Columns added by migrations 0004 and 0008, after [`COLUMNS`]: covered by the audit
 /// digest only when not NULL, so rows from before keep their digests.
-pub const ADDED_COLUMNS: [&str; 8] = [
+pub const ADDED_COLUMNS: [&str; 9] = [
     "price_cache_write_1h",
     "price_input_audio",
     "price_output_audio",
@@ -33,6 +33,7 @@ pub const ADDED_COLUMNS: [&str; 8] = [
     "price_tier",
     "service_tier",
     "unpriced",
+    "saved_uc",
 ];
 
 /// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
@@ -72,6 +73,7 @@ pub fn values(c: &CostRecord) -> Vec<ValueRef<'_>> {
         opt_text(c.price_tier.as_deref()),
         opt_text(c.service_tier.map(|t| t.as_str())),
         opt_text(c.unpriced.as_deref()),
+        int(c.saved_uc),
     ]
 }
 

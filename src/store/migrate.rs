@@ -42,6 +42,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0007_retry_breaker.sql",
         include_str!("../../migrations/0007_retry_breaker.sql"),
     ),
+    (
+        8,
+        "0008_cache.sql",
+        include_str!("../../migrations/0008_cache.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

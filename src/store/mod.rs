@@ -9,6 +9,7 @@ pub mod access_sql;
 pub mod audit_sql;
 pub mod breaker_sink;
 pub mod budget_sql;
+pub mod cache_sql;
 mod connection;
 pub mod cost_sql;
 mod migrate;

@@ -83,3 +83,39 @@ pub fn cost_report(
     })?;
     rows.collect()
 }
+
+/// Cache hits and what they saved over days `since..=until`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheSavings {
+    pub hits: i64,
+    /// µ¢, summed over the hits whose original cost was known.
+    pub saved_uc: i64,
+}
+
+/// Read from `costs.saved_uc` (migration 0008; none before it).
+pub fn cache_savings(
+    conn: &Connection,
+    since: &str,
+    until: &str,
+) -> rusqlite::Result<CacheSavings> {
+    let migrated: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('costs') WHERE name = 'saved_uc'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !migrated {
+        return Ok(CacheSavings::default());
+    }
+    conn.query_row(
+        "SELECT count(*), coalesce(sum(c.saved_uc), 0)
+         FROM traces t JOIN costs c ON c.trace_id = t.id
+         WHERE t.cache_status = 'hit' AND c.day >= ?1 AND c.day <= ?2",
+        params![since, until],
+        |r| {
+            Ok(CacheSavings {
+                hits: r.get(0)?,
+                saved_uc: r.get(1)?,
+            })
+        },
+    )
+}

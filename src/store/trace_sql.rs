@@ -37,10 +37,10 @@ pub const COLUMNS: [&str; 27] = [
     "response_body",
 ];
 
-/// Columns added by migrations 0004 and 0007, after [`COLUMNS`]: covered by
+/// Columns added by migrations 0004, 0007 and 0008, after [`COLUMNS`]: covered by
 /// the audit digest only when not NULL, so rows from before keep their
 /// digests.
-pub const ADDED_COLUMNS: [&str; 8] = [
+pub const ADDED_COLUMNS: [&str; 9] = [
     "cache_write_1h_tokens",
     "input_audio_tokens",
     "output_audio_tokens",
@@ -49,6 +49,7 @@ pub const ADDED_COLUMNS: [&str; 8] = [
     "service_tier",
     "attempts",
     "attempt_log",
+    "cache_status",
 ];
 
 /// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
@@ -107,6 +108,9 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
             .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_str().as_bytes())),
         int(t.attempts),
         text(&t.attempt_log),
+        t.cache
+            .status
+            .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_str().as_bytes())),
     ]
 }
 

@@ -12,7 +12,7 @@
 use super::access_sql::{self, Mutation};
 use super::audit_sql::{self, Head};
 use super::rollup_sql::Rollup;
-use super::{StoreError, cost_sql, trace_sql};
+use super::{StoreError, cache_sql, cost_sql, trace_sql};
 use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;
 use crate::ledger::{CostRecord, CostStatus, PriceBook};
@@ -385,6 +385,8 @@ impl WriterLoop {
         let mut head = audit_sql::head(&tx)?;
         let prices = self.books.prices.current();
         self.rollup.clear();
+        // The smallest cache size cap of the batch's inserts, if any.
+        let mut evict_to: Option<u64> = None;
         let mut done = Committed {
             records: 0,
             partial: 0,
@@ -407,6 +409,9 @@ impl WriterLoop {
                         done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
+                    if let Some(max_bytes) = write_cache(&tx, trace, &cost) {
+                        evict_to = Some(evict_to.map_or(max_bytes, |m: u64| m.min(max_bytes)));
+                    }
                     self.rollup.add(trace, &cost);
                     done.records += 1;
                     done.partial += u64::from(cost.status == CostStatus::Partial);
@@ -417,6 +422,11 @@ impl WriterLoop {
             };
             head = entry_head.or(head);
             done.heads.push(entry_head);
+        }
+        if let Some(max_bytes) = evict_to
+            && let Err(e) = cache_sql::evict(&tx, now_ms(), max_bytes)
+        {
+            tracing::warn!(error = %e, "cache eviction failed; retried after the next insert");
         }
         self.rollup.flush(&tx)?;
         tx.commit()?;
@@ -477,6 +487,30 @@ fn write_request(
         digest,
         None,
     )
+}
+
+/// The exact cache's part of a request: a hit is counted on its entry; an
+/// answer to store is inserted if the request completed with a 2xx from the
+/// target its key names, with the cost just assessed (the saving of later
+/// hits). Returns the size cap to evict down to after an insert.
+///
+/// A cache write that fails is logged and skipped: it must never cost the
+/// request its trace (a failed statement rolls back alone; the transaction
+/// goes on).
+fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u64> {
+    if let Some(key) = &trace.cache.hit_key
+        && let Err(e) = cache_sql::record_hit(conn, key, trace.started_at_ms)
+    {
+        tracing::warn!(error = %e, trace_id = %trace.id, "a cache hit could not be counted");
+    }
+    let entry = trace.cache_storable()?;
+    match cache_sql::insert(conn, entry, cost.cost_uc, &trace.id) {
+        Ok(()) => Some(entry.max_total_bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, trace_id = %trace.id, "an answer could not be cached");
+            None
+        }
+    }
 }
 
 /// Applies an administrative change and appends its entry, in the caller's

@@ -69,6 +69,9 @@
 //! * `x-mock-error-padding: N`: an error message (from `x-mock-status` or
 //!   `x-mock-echo-key`) ends with N extra `.` characters (a large error
 //!   body).
+//! * `x-mock-cut-body: 1`: a 2xx JSON (non-stream) answer declares its full
+//!   `content-length` but only its first half is sent before the body
+//!   aborts (a connection cut mid-answer).
 //! * `x-mock-account-headers: 1`: add the headers that name a provider
 //!   account (`openai-organization`, `openai-project`,
 //!   `anthropic-organization-id`) and the rate-limit and processing headers
@@ -422,6 +425,13 @@ pub struct MockBody(BodyKind);
 enum BodyKind {
     Full(Option<Bytes>),
     Events(EventStream),
+    /// The first part of a body of `len` bytes, then (after a pause, so
+    /// that part is flushed with the head) an error.
+    Cut {
+        half: Option<Bytes>,
+        len: u64,
+        pause: Pin<Box<Sleep>>,
+    },
 }
 
 struct EventStream {
@@ -469,6 +479,15 @@ impl Body for MockBody {
         match &mut self.get_mut().0 {
             BodyKind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             BodyKind::Events(s) => s.poll_event(cx),
+            BodyKind::Cut { half, pause, .. } => match half.take() {
+                Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => match pause.as_mut().poll(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(()) => Poll::Ready(Some(Err(
+                        "mock upstream: body deliberately cut (x-mock-cut-body)".into(),
+                    ))),
+                },
+            },
         }
     }
 
@@ -476,6 +495,7 @@ impl Body for MockBody {
         match &self.0 {
             BodyKind::Full(b) => b.is_none(),
             BodyKind::Events(s) => s.done,
+            BodyKind::Cut { .. } => false,
         }
     }
 
@@ -484,6 +504,7 @@ impl Body for MockBody {
             BodyKind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             BodyKind::Full(None) => SizeHint::with_exact(0),
             BodyKind::Events(_) => SizeHint::default(),
+            BodyKind::Cut { len, .. } => SizeHint::with_exact(*len),
         }
     }
 }
@@ -618,6 +639,7 @@ struct Controls {
     account_headers: bool,
     error_padding: usize,
     tool_call: Option<String>,
+    cut_body: bool,
 }
 
 #[derive(Default)]
@@ -727,6 +749,7 @@ impl Controls {
                 .unwrap_or(0)
                 .min(MAX_BODY),
             tool_call: header_str(h, "x-mock-tool-call").map(str::to_owned),
+            cut_body: header_str(h, "x-mock-cut-body") == Some("1"),
         }
     }
 
@@ -923,7 +946,19 @@ async fn handle(
         Route::Embeddings => embeddings(id, &req, &ctl),
         Route::Messages => messages(&shared, id, &req, &ctl),
     };
-    let resp = resp.unwrap_or_else(|msg| err(StatusCode::BAD_REQUEST, &msg));
+    let mut resp = resp.unwrap_or_else(|msg| err(StatusCode::BAD_REQUEST, &msg));
+    if ctl.cut_body
+        && resp.status().is_success()
+        && let BodyKind::Full(Some(full)) = &mut resp.body_mut().0
+    {
+        let len = full.len() as u64;
+        let half = full.slice(..full.len() / 2);
+        resp.body_mut().0 = BodyKind::Cut {
+            half: Some(half),
+            len,
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+        };
+    }
     Ok(with_account_headers(resp, &ctl))
 }
 

@@ -1,0 +1,277 @@
+//! The exact cache on the request path (`[modules.cache]`): consulted after
+//! authentication and routing and *before* the module pipeline — a hit
+//! goes nowhere upstream and costs nothing, so it reserves no budget and
+//! takes no rate-limit token — and, on a miss, the answer to store is put
+//! on the trace for the writer (`CacheEntry`), which inserts it with the
+//! trace only if the request completed with a 2xx.
+//!
+//! The key is `tollgate_modules::cache::key` (docs/CACHE.md). Lookups read
+//! the in-memory tier (`response_cache.rs`), then the database through the
+//! read pool; nothing is written on the request path.
+//!
+//! Streams: an entry is a final message, so a stream request is served from
+//! one only by replaying it as a stream ([`stream_hit`]), and a streamed
+//! answer is stored only once assembled into a final message
+//! ([`store_stream`]). Until both exist ([`STREAMS`]), stream requests are
+//! `skip`: neither looked up nor stored.
+
+use super::Endpoint;
+use super::body::PendingTrace;
+use super::error::ProxyError;
+use crate::config::Protocol;
+use crate::http::{Body, full};
+use crate::providers::Route;
+use crate::response_cache::Cached;
+use crate::state::AppState;
+use crate::trace::{CacheEntry, CacheStatus, Trace, now_ms};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tollgate_modules::cache::{self, Directive, KeyInput};
+
+/// The request control and the response's report.
+pub const HEADER: &str = "x-tollgate-cache";
+/// The TTL (seconds) for the entry a request stores.
+pub const TTL_HEADER: &str = "x-tollgate-cache-ttl";
+
+/// Whether stream requests use the cache. Flip once [`stream_hit`] and
+/// [`store_stream`] are real.
+const STREAMS: bool = false;
+
+/// The stream in `endpoint`'s protocol that replays the stored final
+/// message `stored` (OpenAI chunks ending in `[DONE]`, the usage chunk only
+/// when `include_usage`; Anthropic's full event sequence). `None`: cannot
+/// replay, the request goes upstream.
+fn stream_hit(_stored: &[u8], _endpoint: Endpoint, _include_usage: bool) -> Option<Bytes> {
+    None
+}
+
+/// The final message (the JSON a non-stream request would have got)
+/// assembled from the stream the client was sent (`captured`); the trace
+/// has the usage read from it. `None`: not stored.
+fn store_stream(_captured: &[u8], _protocol: Protocol, _trace: &Trace) -> Option<Bytes> {
+    None
+}
+
+/// An answer from the cache.
+pub struct Hit {
+    body: Bytes,
+    content_type: &'static str,
+}
+
+/// What the request asked of the cache in its headers.
+struct Controls {
+    directive: Option<Directive>,
+    ttl_secs: Option<u64>,
+}
+
+fn controls(headers: &HeaderMap) -> Result<Controls, ProxyError> {
+    let text = |name: &'static str| -> Result<Option<&str>, ProxyError> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| ProxyError::InvalidCacheHeader {
+                    header: name,
+                    reason: "is not visible ASCII".into(),
+                }),
+        }
+    };
+    let directive = text(HEADER)?
+        .map(|v| {
+            Directive::parse(v).map_err(|reason| ProxyError::InvalidCacheHeader {
+                header: HEADER,
+                reason,
+            })
+        })
+        .transpose()?;
+    let ttl_secs = text(TTL_HEADER)?
+        .map(|v| {
+            cache::parse_ttl(v).map_err(|reason| ProxyError::InvalidCacheHeader {
+                header: TTL_HEADER,
+                reason,
+            })
+        })
+        .transpose()?;
+    Ok(Controls {
+        directive,
+        ttl_secs,
+    })
+}
+
+/// What the request is, for the cache.
+pub struct Asked<'a> {
+    pub endpoint: Endpoint,
+    /// The client key's id (or the anonymous one).
+    pub key_id: &'a str,
+    pub route: &'a Route,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Bytes,
+    pub stream: bool,
+    /// A stream request that asked for its usage chunk.
+    pub include_usage: bool,
+}
+
+/// Looks the request up when the module is on; a hit is returned, anything
+/// else is noted on the trace (status, and the entry to store on a miss or
+/// refresh). A bad control header is refused (400 naming it).
+pub async fn consult(
+    state: &AppState,
+    asked: Asked<'_>,
+    trace: &mut Trace,
+) -> Result<Option<Hit>, ProxyError> {
+    let settings = state.modules();
+    let s = &settings.cache;
+    if !s.enabled {
+        return Ok(None);
+    }
+    let controls = controls(asked.headers)?;
+    if controls.directive == Some(Directive::Skip) || (asked.stream && !STREAMS) {
+        trace.cache.status = Some(CacheStatus::Skip);
+        return Ok(None);
+    }
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(asked.body) else {
+        // prepare() parsed it already; unreachable in practice.
+        trace.cache.status = Some(CacheStatus::Skip);
+        return Ok(None);
+    };
+    let namespace = s.namespace_of(asked.key_id);
+    let key = cache::key(&KeyInput {
+        namespace,
+        endpoint: asked.endpoint.path(),
+        provider: &asked.route.provider.name,
+        model: &asked.route.model,
+        body: &body,
+    });
+    let now = now_ms();
+    let ttl_ms = controls.ttl_secs.unwrap_or(s.ttl_secs).saturating_mul(1000);
+    let to_store = Box::new(CacheEntry {
+        key,
+        namespace: namespace.to_string(),
+        endpoint: asked.endpoint.path(),
+        provider: asked.route.provider.name.clone(),
+        model: asked.route.model.clone(),
+        created_at_ms: now,
+        expires_at_ms: now.saturating_add(i64::try_from(ttl_ms).unwrap_or(i64::MAX)),
+        body: Bytes::new(),
+        max_total_bytes: s.max_bytes,
+        max_entry_bytes: s.max_entry_bytes,
+    });
+    if controls.directive == Some(Directive::Refresh) {
+        trace.cache.status = Some(CacheStatus::Refresh);
+        trace.cache.store = Some(to_store);
+        return Ok(None);
+    }
+    let found = match state.cache.get(&key, s.memory_bytes, now) {
+        Some(hot) => Some(hot),
+        None => stored(state, key, now, s.memory_bytes).await,
+    };
+    let hit = found.and_then(|entry| {
+        let (body, content_type) = if asked.stream {
+            (
+                stream_hit(&entry.body, asked.endpoint, asked.include_usage)?,
+                "text/event-stream",
+            )
+        } else {
+            (entry.body.clone(), "application/json")
+        };
+        Some((Hit { body, content_type }, entry.cost_uc))
+    });
+    match hit {
+        Some((hit, cost_uc)) => {
+            state.cache.hits.fetch_add(1, Ordering::Relaxed);
+            state
+                .cache
+                .saved_uc
+                .fetch_add(cost_uc.unwrap_or(0), Ordering::Relaxed);
+            trace.cache.status = Some(CacheStatus::Hit);
+            trace.cache.hit_key = Some(key);
+            trace.cache.saved_uc = cost_uc;
+            Ok(Some(hit))
+        }
+        None => {
+            state.cache.misses.fetch_add(1, Ordering::Relaxed);
+            trace.cache.status = Some(CacheStatus::Miss);
+            trace.cache.store = Some(to_store);
+            Ok(None)
+        }
+    }
+}
+
+/// The entry in the database, kept in memory once read. A read error is a
+/// miss (logged): the cache must never fail a request.
+async fn stored(
+    state: &AppState,
+    key: [u8; 32],
+    now: i64,
+    memory_bytes: u64,
+) -> Option<Arc<Cached>> {
+    let read = state
+        .reads
+        .read(move |conn| crate::store::cache_sql::lookup(conn, &key, now))
+        .await;
+    match read {
+        Ok(Some(row)) => {
+            let entry = Arc::new(Cached {
+                body: Bytes::from(row.body),
+                cost_uc: row.cost_uc,
+                expires_at_ms: row.expires_at_ms,
+            });
+            state.cache.put(key, entry.clone(), memory_bytes);
+            Some(entry)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cache lookup failed; treated as a miss");
+            None
+        }
+    }
+}
+
+/// Answers with a hit: 200, the stored body, `x-tollgate-cache: hit`. Its
+/// trace has no usage and no upstream (`no_charge`, cost 0) and the saving.
+pub fn serve(hit: Hit, mut pending: PendingTrace) -> Response<Body> {
+    let len = hit.body.len();
+    pending.trace.status = StatusCode::OK.as_u16();
+    pending.trace.response_bytes = len as i64;
+    pending.trace.ttfb_us = Some(pending.elapsed_us());
+    pending.finish();
+    let mut response = Response::new(full(hit.body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(hit.content_type),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(HEADER, HeaderValue::from_static("hit"));
+    response
+}
+
+/// Puts `x-tollgate-cache` on a response: how the cache treated the
+/// request, or `skip` when the module is on but the request never got to
+/// it (refused before routing). Nothing when the module is off.
+pub fn report(response: &mut Response<Body>, status: Option<CacheStatus>, enabled: bool) {
+    if response.headers().contains_key(HEADER) {
+        return;
+    }
+    let shown = match status {
+        Some(s) => s.as_str(),
+        None if enabled => CacheStatus::Skip.as_str(),
+        None => return,
+    };
+    response
+        .headers_mut()
+        .insert(HEADER, HeaderValue::from_static(shown));
+}
+
+/// The final message to store from what the client was sent: the body
+/// itself for a non-stream answer, the assembled message for a stream.
+pub fn final_message(captured: Bytes, protocol: Protocol, trace: &Trace) -> Option<Bytes> {
+    if trace.stream {
+        store_stream(&captured, protocol, trace)
+    } else {
+        Some(captured)
+    }
+}

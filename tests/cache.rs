@@ -432,19 +432,129 @@ async fn a_ttl_from_the_settings_expires_entries() {
     assert_eq!(gw.mock.request_count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stream_requests_are_skipped_for_now() {
-    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
-    for _ in 0..2 {
-        let a = post(&gw, CHAT, &chat("gpt-4o-mini", true)).await;
-        assert_eq!((a.status, a.cache.as_deref()), (200, Some("skip")));
+/// The text of an answer: a non-stream body's message, or a stream's
+/// deltas joined; and whether a stream carried a usage chunk.
+fn text_of(path: &str, a: &Answer) -> (String, bool) {
+    let body = String::from_utf8_lossy(&a.body);
+    if !a
+        .content_type
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("text/event-stream")
+    {
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let text = if path == CHAT {
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        } else {
+            v["content"][0]["text"].as_str().unwrap().to_string()
+        };
+        return (text, true);
     }
-    assert_eq!(gw.mock.request_count(), 2);
-    gw.wait_traces(2).await;
-    assert_eq!(
-        last_trace(&gw.db())["cache_status"],
-        Value::String("skip".into())
-    );
+    let mut text = String::new();
+    let mut usage = false;
+    for data in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        if path == CHAT {
+            usage |= v["usage"].is_object();
+            text.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+        } else if v["type"] == "content_block_delta" {
+            text.push_str(v["delta"]["text"].as_str().unwrap_or(""));
+        }
+    }
+    (text, usage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_and_non_streams_serve_each_other_in_both_protocols() {
+    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    let mut upstream = 0;
+    for (path, body) in [
+        (CHAT, chat("gpt-4o-mini", false)),
+        (MESSAGES, message("claude-haiku-4-5", false)),
+    ] {
+        let stream = |on: bool, prompt: &str| {
+            let mut b = body.clone();
+            b["stream"] = json!(on);
+            b["messages"][0]["content"] = json!(prompt);
+            b
+        };
+        // A non-stream answer serves a stream request, replayed.
+        let first = post(&gw, path, &stream(false, "first prompt")).await;
+        assert_eq!((first.status, first.cache.as_deref()), (200, Some("miss")));
+        upstream += 1;
+        let replayed = post(&gw, path, &stream(true, "first prompt")).await;
+        assert_eq!(replayed.cache.as_deref(), Some("hit"), "{path}");
+        assert!(
+            replayed
+                .content_type
+                .as_deref()
+                .unwrap()
+                .starts_with("text/event-stream"),
+            "{path}"
+        );
+        let tail = String::from_utf8_lossy(&replayed.body);
+        if path == CHAT {
+            assert!(tail.trim_end().ends_with("data: [DONE]"), "{tail}");
+        } else {
+            assert!(tail.contains("event: message_stop"), "{tail}");
+        }
+        let (text, usage) = text_of(path, &replayed);
+        assert_eq!(text, text_of(path, &first).0, "{path}");
+        if path == CHAT {
+            assert!(!usage, "no usage chunk unless asked: {tail}");
+            let mut asked = stream(true, "first prompt");
+            asked["stream_options"] = json!({"include_usage": true});
+            let with_usage = post(&gw, path, &asked).await;
+            assert_eq!(with_usage.cache.as_deref(), Some("hit"));
+            assert!(text_of(path, &with_usage).1, "the usage chunk when asked");
+        }
+
+        // A streamed answer, assembled, serves a non-stream request.
+        let streamed = post(&gw, path, &stream(true, "second prompt")).await;
+        assert_eq!(streamed.cache.as_deref(), Some("miss"), "{path}");
+        upstream += 1;
+        let served = post(&gw, path, &stream(false, "second prompt")).await;
+        assert_eq!(served.cache.as_deref(), Some("hit"), "{path}");
+        assert_eq!(
+            text_of(path, &served).0,
+            text_of(path, &streamed).0,
+            "{path}"
+        );
+        let again = post(&gw, path, &stream(true, "second prompt")).await;
+        assert_eq!(again.cache.as_deref(), Some("hit"), "{path}");
+        assert_eq!(text_of(path, &again).0, text_of(path, &streamed).0);
+    }
+    assert_eq!(gw.mock.request_count(), upstream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_stream_is_never_stored() {
+    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    for (path, body) in [
+        (CHAT, chat("gpt-4o-mini", true)),
+        (MESSAGES, message("claude-haiku-4-5", true)),
+    ] {
+        let cut = post_with(&gw, path, &body, &[("x-mock-break-after", "2")]).await;
+        assert_eq!(cut.cache.as_deref(), Some("miss"), "{path}");
+        let next = post(&gw, path, &body).await;
+        assert_eq!(
+            next.cache.as_deref(),
+            Some("miss"),
+            "{path}: the cut answer was not stored"
+        );
+        assert_eq!(
+            post(&gw, path, &body).await.cache.as_deref(),
+            Some("hit"),
+            "{path}"
+        );
+    }
+    assert_eq!(gw.mock.request_count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
 use crate::config::Protocol;
 use crate::ledger::PriceBook;
+use crate::providers::assemble::Assembler;
 use crate::providers::redact::{self, MAX_ERROR_BODY};
 use crate::providers::watch::{Observed, Watch};
 use crate::request_facts::CloseConnection;
@@ -130,6 +131,9 @@ pub struct ObservedBody {
     /// The answer as sent, for the exact cache (a miss or refresh whose
     /// answer may be stored), up to `[modules.cache] max_entry_bytes`.
     cache_capture: Option<(BytesMut, u64)>,
+    /// A streamed answer assembled into its final message for the exact
+    /// cache, fed the upstream's bytes (before any usage is stripped).
+    cache_assembler: Option<(Assembler, u64)>,
     /// Where a stored answer also goes at once, and the prices to cost it.
     cache_memory: Option<(Memory, PriceBook)>,
     sent_any: bool,
@@ -216,12 +220,20 @@ impl ObservedBody {
             // Error answers are never stored.
             pending.trace.cache.store = None;
         }
-        let cache_capture = pending
+        let max_entry = pending
             .trace
             .cache
             .store
             .as_ref()
-            .map(|e| (BytesMut::new(), e.max_entry_bytes));
+            .map(|e| e.max_entry_bytes);
+        let (cache_capture, cache_assembler) = match (max_entry, event_stream) {
+            (None, _) => (None, None),
+            (Some(max), false) => (Some((BytesMut::new(), max)), None),
+            (Some(max), true) => (
+                None,
+                Some((Assembler::new(protocol, super::cache::stream_cap(max)), max)),
+            ),
+        };
         let total_timeout = state.config.upstream.total_timeout;
         let watchdog = pending
             .closer
@@ -248,11 +260,12 @@ impl ObservedBody {
             deadline: Box::pin(tokio::time::sleep(total_timeout)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
-            cache_memory: cache_capture.as_ref().map(|_| {
+            cache_memory: (cache_capture.is_some() || cache_assembler.is_some()).then(|| {
                 let memory_bytes = state.modules().cache.memory_bytes;
                 (state.cache.memory(memory_bytes), state.prices.clone())
             }),
             cache_capture,
+            cache_assembler,
             sent_any: false,
             received_any: false,
             expected_len,
@@ -269,6 +282,20 @@ impl ObservedBody {
 
     fn trace(&mut self) -> Option<&mut Trace> {
         self.pending.as_mut().map(|p| &mut p.trace)
+    }
+
+    /// Feeds the stream assembler; once it gives up, the answer is not stored.
+    fn assemble(&mut self, chunk: &Bytes) {
+        let Some((assembler, _)) = &mut self.cache_assembler else {
+            return;
+        };
+        assembler.feed(chunk);
+        if assembler.gave_up() {
+            self.cache_assembler = None;
+            if let Some(p) = &mut self.pending {
+                p.trace.cache.store = None;
+            }
+        }
     }
 
     fn on_sent(&mut self, chunk: &Bytes) {
@@ -413,11 +440,14 @@ impl ObservedBody {
         self.watchdog = None;
         let capture = self.capture.take().map(BytesMut::freeze);
         let cached = self.cache_capture.take().map(|(c, _)| c.freeze());
-        let protocol = self.protocol;
+        let assembled = self
+            .cache_assembler
+            .take()
+            .and_then(|(a, max)| super::cache::assembled(a, max));
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
             // Stored by the writer only if the trace says it completed.
-            let message = cached.and_then(|c| super::cache::final_message(c, protocol, &p.trace));
+            let message = cached.or(assembled);
             match (message, p.trace.cache.store.as_mut()) {
                 (Some(body), Some(entry)) => entry.body = body,
                 _ => p.trace.cache.store = None,
@@ -505,6 +535,7 @@ impl hyper::body::Body for ObservedBody {
                         }
                     }
                     this.received += chunk.len() as u64;
+                    this.assemble(&chunk);
                     let mut out = std::mem::take(&mut this.scratch);
                     this.watch.feed(chunk, &mut out);
                     this.pass_on(&mut out);

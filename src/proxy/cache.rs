@@ -10,17 +10,18 @@
 //! read pool; nothing is written on the request path.
 //!
 //! Streams: an entry is a final message, so a stream request is served from
-//! one only by replaying it as a stream ([`stream_hit`]), and a streamed
-//! answer is stored only once assembled into a final message
-//! ([`store_stream`]). Until both exist ([`STREAMS`]), stream requests are
-//! `skip`: neither looked up nor stored.
+//! one by replaying it as a stream in the client's protocol ([`stream_hit`],
+//! `providers/replay.rs`), and a streamed answer is stored once assembled
+//! into its final message from the upstream's bytes ([`assembled`],
+//! `providers/assemble.rs`) — so either kind of request serves the other.
 
 use super::Endpoint;
 use super::body::PendingTrace;
 use super::error::ProxyError;
-use crate::config::Protocol;
 use crate::http::{Body, full};
 use crate::providers::Route;
+use crate::providers::assemble::Assembler;
+use crate::providers::replay;
 use crate::response_cache::Cached;
 use crate::state::AppState;
 use crate::trace::{CacheEntry, CacheStatus, Trace, now_ms};
@@ -35,23 +36,27 @@ pub const HEADER: &str = "x-tollgate-cache";
 /// The TTL (seconds) for the entry a request stores.
 pub const TTL_HEADER: &str = "x-tollgate-cache-ttl";
 
-/// Whether stream requests use the cache. Flip once [`stream_hit`] and
-/// [`store_stream`] are real.
-const STREAMS: bool = false;
-
 /// The stream in `endpoint`'s protocol that replays the stored final
 /// message `stored` (OpenAI chunks ending in `[DONE]`, the usage chunk only
 /// when `include_usage`; Anthropic's full event sequence). `None`: cannot
 /// replay, the request goes upstream.
-fn stream_hit(_stored: &[u8], _endpoint: Endpoint, _include_usage: bool) -> Option<Bytes> {
-    None
+fn stream_hit(stored: &[u8], endpoint: Endpoint, include_usage: bool) -> Option<Bytes> {
+    let message: serde_json::Value = serde_json::from_slice(stored).ok()?;
+    replay::stream_body(endpoint.protocol(), &message, include_usage)
 }
 
-/// The final message (the JSON a non-stream request would have got)
-/// assembled from the stream the client was sent (`captured`); the trace
-/// has the usage read from it. `None`: not stored.
-fn store_stream(_captured: &[u8], _protocol: Protocol, _trace: &Trace) -> Option<Bytes> {
-    None
+/// The most stream bytes assembled for an entry of at most `max_entry`
+/// bytes: events repeat ids and framing around every piece of text.
+pub fn stream_cap(max_entry: u64) -> usize {
+    usize::try_from(max_entry.saturating_mul(8)).unwrap_or(usize::MAX)
+}
+
+/// The final message (the JSON a non-stream request would have got) of a
+/// complete streamed answer, when it fits in `max_entry` bytes.
+pub fn assembled(assembler: Assembler, max_entry: u64) -> Option<Bytes> {
+    let message = assembler.finish()?;
+    let body = replay::non_stream_body(&message);
+    (body.len() as u64 <= max_entry).then_some(body)
 }
 
 /// An answer from the cache.
@@ -128,7 +133,7 @@ pub async fn consult(
         return Ok(None);
     }
     let controls = controls(asked.headers)?;
-    if controls.directive == Some(Directive::Skip) || (asked.stream && !STREAMS) {
+    if controls.directive == Some(Directive::Skip) {
         trace.cache.status = Some(CacheStatus::Skip);
         return Ok(None);
     }
@@ -264,14 +269,4 @@ pub fn report(response: &mut Response<Body>, status: Option<CacheStatus>, enable
     response
         .headers_mut()
         .insert(HEADER, HeaderValue::from_static(shown));
-}
-
-/// The final message to store from what the client was sent: the body
-/// itself for a non-stream answer, the assembled message for a stream.
-pub fn final_message(captured: Bytes, protocol: Protocol, trace: &Trace) -> Option<Bytes> {
-    if trace.stream {
-        store_stream(&captured, protocol, trace)
-    } else {
-        Some(captured)
-    }
 }

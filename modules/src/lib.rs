@@ -22,6 +22,7 @@ pub mod invalid;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod retry;
+pub mod semantic_cache;
 pub mod settings;
 
 pub use pipeline::{Admitted, Outcome, Pipeline};

@@ -133,6 +133,7 @@ async fn a_paraphrase_is_a_semantic_hit_that_costs_nothing_and_records_the_savin
     )
     .await;
     assert_eq!(upstream_calls(&gw, CHAT), 1, "the chat upstream was called");
+    assert_eq!(metric(&gw, "tollgate_semantic_cache_hits_total").await, 1);
     assert_eq!(para.body, first.body, "the stored answer, as it was");
     assert_eq!(para.content_type.as_deref(), Some("application/json"));
 
@@ -361,5 +362,26 @@ async fn an_embedding_failure_is_a_miss_not_an_error() {
         "miss",
     )
     .await;
+    assert_eq!(upstream_calls(&gw, CHAT), 2);
+    assert_eq!(
+        metric(&gw, "tollgate_semantic_cache_embed_failures_total").await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_answer_is_not_served_semantically() {
+    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    expect(&gw, CHAT, &ask("s", "Name three prime numbers"), None, "miss").await;
+    gw.wait_traces(2).await;
+    let (status, body) = admin_call(&gw, Method::DELETE, "/cache", None).await;
+    assert_eq!(status, 200, "{body}");
+    let db = gw.db();
+    assert_eq!(
+        value::<i64, _>(&db, "SELECT count(*) FROM semantic_entries", []),
+        0,
+        "the vector went with its answer"
+    );
+    expect(&gw, CHAT, &ask("s", "name three PRIME numbers!"), None, "miss").await;
     assert_eq!(upstream_calls(&gw, CHAT), 2);
 }

@@ -1,5 +1,6 @@
-//! The semantic cache's lookup: a brute-force scan of one partition's unit
-//! vectors (`tollgate_modules::semantic_cache::Index::search`) at 10k and
+//! The semantic cache's lookup: a brute-force scan of one partition (int8
+//! codes, then the f32 vectors of the candidates;
+//! `tollgate_modules::semantic_cache::Index::search`) at 10k and
 //! 100k entries of 256 dimensions (what `dimensions = 256` asks of
 //! text-embedding-3-small), and at 10k of 1,536 (its default length).
 //! Goal: ≤ 5 ms p99 at 100k. Prints the p50/p99 of 200 plain lookups and

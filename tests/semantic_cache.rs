@@ -372,7 +372,14 @@ async fn an_embedding_failure_is_a_miss_not_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_purged_answer_is_not_served_semantically() {
     let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
-    expect(&gw, CHAT, &ask("s", "Name three prime numbers"), None, "miss").await;
+    expect(
+        &gw,
+        CHAT,
+        &ask("s", "Name three prime numbers"),
+        None,
+        "miss",
+    )
+    .await;
     gw.wait_traces(2).await;
     let (status, body) = admin_call(&gw, Method::DELETE, "/cache", None).await;
     assert_eq!(status, 200, "{body}");
@@ -382,6 +389,13 @@ async fn a_purged_answer_is_not_served_semantically() {
         0,
         "the vector went with its answer"
     );
-    expect(&gw, CHAT, &ask("s", "name three PRIME numbers!"), None, "miss").await;
+    expect(
+        &gw,
+        CHAT,
+        &ask("s", "name three PRIME numbers!"),
+        None,
+        "miss",
+    )
+    .await;
     assert_eq!(upstream_calls(&gw, CHAT), 2);
 }

@@ -12,8 +12,9 @@
 //! own vectors, so a hit across partitions cannot happen by construction.
 //!
 //! The index is in memory: per partition one contiguous `Vec<f32>` of unit
-//! vectors, searched by brute-force dot product (fine up to ~100k entries a
-//! partition; docs/CACHE.md says what 1M would need), bounded by
+//! vectors (and their int8 codes), searched by brute force — the codes
+//! first, then the exact vectors of the few candidates (fine up to ~100k
+//! entries a partition; docs/CACHE.md says what 1M would need), bounded by
 //! `max_entries` a partition (oldest out).
 
 use crate::settings::Invalid;
@@ -239,11 +240,36 @@ pub fn normalized(v: &[f32]) -> Option<Vec<f32>> {
     (!v.is_empty() && norm.is_finite() && norm > 0.0).then(|| v.iter().map(|x| x / norm).collect())
 }
 
-/// One partition's entries: vectors side by side in one buffer.
+/// A vector quantized to int8 for the first pass of a search: `codes[i] ×
+/// step ≈ v[i]`, with the L1 norm of the quantized vector for the error
+/// bound (see [`Index::search`]).
+struct Quantized {
+    codes: Vec<i8>,
+    step: f32,
+    l1: f32,
+}
+
+fn quantize(v: &[f32]) -> Quantized {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let step = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let codes: Vec<i8> = v
+        .iter()
+        .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    let l1 = codes.iter().map(|&c| f32::from(c).abs()).sum::<f32>() * step;
+    Quantized { codes, step, l1 }
+}
+
+/// One partition's entries: vectors side by side in one buffer (and their
+/// int8 codes in another).
 #[derive(Default)]
 struct Shelf {
     dims: usize,
     vectors: Vec<f32>,
+    codes: Vec<i8>,
+    /// Per entry: the quantization step and the L1 norm of the codes × step.
+    steps: Vec<f32>,
+    l1s: Vec<f32>,
     keys: Vec<[u8; 32]>,
     expires_at_ms: Vec<i64>,
 }
@@ -253,10 +279,15 @@ impl Shelf {
         self.keys.len()
     }
 
-    fn remove(&mut self, i: usize) {
-        self.keys.remove(i);
-        self.expires_at_ms.remove(i);
-        self.vectors.drain(i * self.dims..(i + 1) * self.dims);
+    /// Drops entries `range` (indexes).
+    fn drop_range(&mut self, range: std::ops::Range<usize>) {
+        let d = self.dims;
+        self.vectors.drain(range.start * d..range.end * d);
+        self.codes.drain(range.start * d..range.end * d);
+        self.steps.drain(range.clone());
+        self.l1s.drain(range.clone());
+        self.keys.drain(range.clone());
+        self.expires_at_ms.drain(range);
     }
 }
 
@@ -273,11 +304,14 @@ pub struct Index {
     shelves: HashMap<Partition, Shelf>,
 }
 
-/// Bytes of index memory per entry of `dims` dimensions (the vector, the
-/// key, the expiry).
+/// Bytes of index memory per entry of `dims` dimensions (the vector, its
+/// int8 codes, step and norm, the key, the expiry).
 pub fn bytes_per_entry(dims: usize) -> usize {
-    dims * 4 + 32 + 8
+    dims * 4 + dims + 4 + 4 + 32 + 8
 }
+
+/// Covers f32 rounding in the first pass's bound.
+const BOUND_EPSILON: f32 = 1e-3;
 
 impl Index {
     pub fn new() -> Index {
@@ -307,17 +341,19 @@ impl Index {
             };
         }
         if let Some(i) = shelf.keys.iter().position(|k| *k == key) {
-            shelf.remove(i);
+            shelf.drop_range(i..i + 1);
         }
         let max = max_entries.max(1);
         if shelf.len() >= max {
-            // Oldest first: drop them in one drain, not one by one.
+            // Oldest first, in one drain.
             let excess = shelf.len() + 1 - max;
-            shelf.keys.drain(..excess);
-            shelf.expires_at_ms.drain(..excess);
-            shelf.vectors.drain(..excess * shelf.dims);
+            shelf.drop_range(0..excess);
         }
+        let q = quantize(vector);
         shelf.vectors.extend_from_slice(vector);
+        shelf.codes.extend_from_slice(&q.codes);
+        shelf.steps.push(q.step);
+        shelf.l1s.push(q.l1);
         shelf.keys.push(key);
         shelf.expires_at_ms.push(expires_at_ms);
     }
@@ -325,6 +361,14 @@ impl Index {
     /// The closest unexpired entry of `partition` with a similarity of at
     /// least `threshold` to the unit vector `query`. Only the partition's
     /// own vectors are looked at.
+    ///
+    /// Two passes: the int8 codes are scanned (a quarter of the memory
+    /// traffic of the f32 vectors), and only entries whose approximate
+    /// similarity plus its error bound reaches the threshold are checked
+    /// with their f32 vectors. With `a`, `b` the vectors and `â`, `b̂` their
+    /// quantized forms (steps `sa`, `sb`), `|a·b − â·b̂| ≤ sa/2·‖b‖₁ +
+    /// sb/2·‖â‖₁`, so no entry at or above the threshold is skipped: the
+    /// result is the exact one.
     pub fn search(
         &self,
         partition: &Partition,
@@ -336,13 +380,19 @@ impl Index {
         if shelf.dims != query.len() || shelf.dims == 0 {
             return None;
         }
+        let q = quantize(query);
+        let query_l1: f32 = query.iter().map(|x| x.abs()).sum();
         let mut best: Option<Found> = None;
-        for (i, v) in shelf.vectors.chunks_exact(shelf.dims).enumerate() {
+        for (i, codes) in shelf.codes.chunks_exact(shelf.dims).enumerate() {
+            let step = shelf.steps[i];
+            let approx = dot_i8(codes, &q.codes) as f32 * step * q.step;
+            let bound = step / 2.0 * query_l1 + q.step / 2.0 * shelf.l1s[i] + BOUND_EPSILON;
+            if approx + bound < threshold || shelf.expires_at_ms[i] <= now_ms {
+                continue;
+            }
+            let v = &shelf.vectors[i * shelf.dims..(i + 1) * shelf.dims];
             let similarity = dot(v, query);
-            if similarity >= threshold
-                && best.is_none_or(|b| similarity > b.similarity)
-                && shelf.expires_at_ms[i] > now_ms
-            {
+            if similarity >= threshold && best.is_none_or(|b| similarity > b.similarity) {
                 best = Some(Found {
                     key: shelf.keys[i],
                     similarity,
@@ -357,7 +407,7 @@ impl Index {
         if let Some(shelf) = self.shelves.get_mut(partition)
             && let Some(i) = shelf.keys.iter().position(|k| k == key)
         {
-            shelf.remove(i);
+            shelf.drop_range(i..i + 1);
         }
     }
 
@@ -389,6 +439,24 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sum: f32 = acc.iter().sum();
     for (x, y) in ra.iter().zip(rb) {
         sum += x * y;
+    }
+    sum
+}
+
+fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    // 16 lanes of i16 products summed into i32: vectorised, exact (|a·b| ≤
+    // 127² × dims fits in i32 for any dims allowed).
+    let mut acc = [0i32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..16 {
+            acc[j] += i32::from(i16::from(x[j]) * i16::from(y[j]));
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        sum += i32::from(*x) * i32::from(*y);
     }
     sum
 }
@@ -517,6 +585,62 @@ mod tests {
             index.search(&pa, &unit(3, 64), 0.0, 0).map(|f| f.key),
             Some([3u8; 32])
         );
+    }
+
+    #[test]
+    fn the_two_pass_search_finds_what_a_full_scan_finds() {
+        // Near-duplicates of a few bases, so that many entries are close to
+        // the threshold; the result must be the exact best.
+        let dims = 48;
+        let mut index = Index::new();
+        let mut all = Vec::new();
+        for i in 0..400u32 {
+            let base = unit(i % 5, dims);
+            let noise = unit(1000 + i, dims);
+            let v = normalized(
+                &base
+                    .iter()
+                    .zip(&noise)
+                    .map(|(b, n)| b + n * (i % 40) as f32 / 100.0)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            index.insert([0; 32], key, &v, 1_000, 10_000);
+            all.push(v);
+        }
+        // Thresholds right at entries' similarities: an entry whose
+        // approximate similarity is below its exact one must still be found.
+        let mut cases: Vec<(f32, u32)> = Vec::new();
+        for qi in 0..5u32 {
+            let q = unit(qi, dims);
+            for t in [0.9f32, 0.95, 0.99, 0.999] {
+                cases.push((t, qi));
+            }
+            for v in all.iter().step_by(7) {
+                cases.push((dot(v, &q), qi));
+            }
+        }
+        for (t, qi) in cases {
+            let q = unit(qi, dims);
+            // The best similarity (ties: any of the tied entries).
+            let expected = all
+                .iter()
+                .map(|v| dot(v, &q))
+                .filter(|s| *s >= t)
+                .max_by(f32::total_cmp);
+            let found = index.search(&[0; 32], &q, t, 0);
+            assert_eq!(
+                found.map(|f| f.similarity),
+                expected,
+                "threshold {t}, query {qi}"
+            );
+            if let Some(f) = found {
+                let i = u32::from_le_bytes(f.key[..4].try_into().unwrap()) as usize;
+                assert_eq!(dot(&all[i], &q), f.similarity);
+            }
+        }
     }
 
     #[test]

@@ -399,3 +399,51 @@ async fn a_purged_answer_is_not_served_semantically() {
     .await;
     assert_eq!(upstream_calls(&gw, CHAT), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paraphrase_hits_on_the_messages_endpoint_too() {
+    let gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    let msg = |text: &str, stream: bool| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 64, "system": "Be brief.",
+               "stream": stream,
+               "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]})
+    };
+    let first = expect(
+        &gw,
+        MESSAGES,
+        &msg("Why is the sky blue?", false),
+        None,
+        "miss",
+    )
+    .await;
+    let para = expect(
+        &gw,
+        MESSAGES,
+        &msg("why is the SKY blue", false),
+        None,
+        "semantic-hit",
+    )
+    .await;
+    assert_eq!(para.body, first.body);
+    // One word more ("it"): below 0.95 with the mock's embeddings, a miss.
+    let s = expect(
+        &gw,
+        MESSAGES,
+        &msg("the sky: why is it blue", true),
+        None,
+        "miss",
+    )
+    .await;
+    assert_eq!(s.content_type.as_deref(), Some("text/event-stream"));
+    let s = expect(
+        &gw,
+        MESSAGES,
+        &msg("blue, why is the sky", true),
+        None,
+        "semantic-hit",
+    )
+    .await;
+    let text = String::from_utf8_lossy(&s.body);
+    assert!(text.contains("event: message_stop"), "{text}");
+    assert_eq!(upstream_calls(&gw, MESSAGES), 2);
+}

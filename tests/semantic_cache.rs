@@ -180,6 +180,14 @@ async fn a_paraphrase_is_a_semantic_hit_that_costs_nothing_and_records_the_savin
         assert_eq!(status, 200);
         assert!(tokens > 0 && cost > 0, "traced with usage and a cost");
     }
+    // The audit chain covers the semantic hits and tollgate's own calls.
+    let verified = tollgate::audit::verify_database(
+        &db,
+        tollgate::audit::encoding::ChainKey::Unkeyed,
+        Vec::new(),
+    )
+    .unwrap();
+    assert_eq!(verified.entries, 6);
     // The entry's vector is stored with it.
     let dims: Vec<i64> = column(&db, "SELECT dims FROM semantic_entries");
     assert_eq!(dims, [256]);

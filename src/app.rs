@@ -101,6 +101,7 @@ impl App {
         let stored_modules = access_sql::module_overrides(&conn).map_err(StoreError::from)?;
         let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
         let breakers = access_sql::breaker_states(&conn).map_err(StoreError::from)?;
+        let semantic = load_semantic(&conn, modules.semantic_cache.max_entries)?;
         let books = Books {
             prices: prices.clone(),
             key,
@@ -168,6 +169,7 @@ impl App {
             breaker,
             file_prices,
             cache,
+            semantic,
         });
         Ok(App {
             state,
@@ -275,6 +277,27 @@ async fn watch_module_settings(state: std::sync::Weak<AppState>) {
             }
         }
     }
+}
+
+/// The semantic cache's index as stored (entries survive a restart), at
+/// most `max_entries` a partition (the newest).
+fn load_semantic(
+    conn: &rusqlite::Connection,
+    max_entries: usize,
+) -> Result<crate::semantic_index::Semantic, StoreError> {
+    let semantic = crate::semantic_index::Semantic::default();
+    let rows =
+        crate::store::semantic_sql::load(conn, crate::trace::now_ms()).map_err(StoreError::from)?;
+    for row in rows {
+        semantic.index.insert(
+            row.partition,
+            row.cache_key,
+            &row.vector,
+            row.expires_at_ms,
+            max_entries,
+        );
+    }
+    Ok(semantic)
 }
 
 /// Polls the exact cache's table every [`MODULE_SETTINGS_POLL`]: a purge by

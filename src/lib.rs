@@ -22,6 +22,7 @@ pub mod request_facts;
 pub mod response_cache;
 pub mod router;
 pub mod secret;
+pub mod semantic_index;
 pub mod server;
 pub mod state;
 pub mod store;

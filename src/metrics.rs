@@ -66,6 +66,26 @@ fn cache_series(out: &mut String, state: &AppState) {
     );
 }
 
+/// The semantic cache since start (its hits are in `tollgate_cache_hits_total` too).
+fn semantic_series(out: &mut String, state: &AppState) {
+    let s = &state.semantic;
+    let _ = writeln!(
+        out,
+        "# HELP tollgate_semantic_cache_hits_total Requests answered from the semantic cache since start.\n\
+         # TYPE tollgate_semantic_cache_hits_total counter\n\
+         tollgate_semantic_cache_hits_total {}\n\
+         # HELP tollgate_semantic_cache_embed_failures_total Embeddings calls of the semantic cache that failed (the request went upstream).\n\
+         # TYPE tollgate_semantic_cache_embed_failures_total counter\n\
+         tollgate_semantic_cache_embed_failures_total {}\n\
+         # HELP tollgate_semantic_cache_entries Vectors in the semantic cache's in-memory index.\n\
+         # TYPE tollgate_semantic_cache_entries gauge\n\
+         tollgate_semantic_cache_entries {}",
+        s.hits.load(Ordering::Relaxed),
+        s.embed_failures.load(Ordering::Relaxed),
+        s.index.len(),
+    );
+}
+
 /// A label value escaped as the text format wants.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -253,6 +273,7 @@ pub fn render(state: &AppState) -> Response<Body> {
     }
     breaker_series(&mut out, state);
     cache_series(&mut out, state);
+    semantic_series(&mut out, state);
     let mut resp = Response::new(full(out));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -45,6 +45,8 @@ pub struct AppState {
     /// The exact cache's in-memory tier and counters (`[modules.cache]`;
     /// the entries themselves are in the database).
     pub cache: crate::response_cache::ResponseCache,
+    /// The semantic cache's index and counters (`[modules.semantic_cache]`).
+    pub semantic: crate::semantic_index::Semantic,
 }
 
 impl AppState {

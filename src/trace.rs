@@ -174,6 +174,10 @@ pub enum CacheStatus {
     Skip,
     /// Not looked up (asked by the client); the answer replaces the entry.
     Refresh,
+    /// Answered from the stored answer to a similar conversation in the
+    /// same partition (`[modules.semantic_cache]`): nothing went upstream
+    /// but tollgate's own embeddings call, traced apart.
+    SemanticHit,
 }
 
 impl CacheStatus {
@@ -183,8 +187,22 @@ impl CacheStatus {
             CacheStatus::Miss => "miss",
             CacheStatus::Skip => "skip",
             CacheStatus::Refresh => "refresh",
+            CacheStatus::SemanticHit => "semantic_hit",
         }
     }
+
+    /// Answered from the cache (exact or semantic): no charge, the saving kept.
+    pub fn is_hit(self) -> bool {
+        matches!(self, CacheStatus::Hit | CacheStatus::SemanticHit)
+    }
+}
+
+/// The semantic cache's part of an answer to store: its partition and the
+/// unit vector of its conversation (`[modules.semantic_cache]`).
+#[derive(Clone, Debug)]
+pub struct SemanticVector {
+    pub partition: [u8; 32],
+    pub vector: std::sync::Arc<[f32]>,
 }
 
 /// An answer to store in the exact cache, riding on the trace of the request
@@ -208,6 +226,8 @@ pub struct CacheEntry {
     /// `[modules.cache] max_entry_bytes` when the request ran: a larger
     /// answer is not stored.
     pub max_entry_bytes: u64,
+    /// Stored with the entry when the semantic cache embedded the request.
+    pub semantic: Option<SemanticVector>,
 }
 
 /// The exact cache's part of a trace.

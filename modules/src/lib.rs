@@ -9,7 +9,9 @@
 //! fallbacks, [`breaker`] for a circuit breaker per target) are consulted by
 //! the proxy's upstream loop between attempts. [`cache`] (the exact
 //! response cache's settings and key) is consulted by the proxy before the
-//! pipeline: a hit goes nowhere and costs nothing. Every module's switch and
+//! pipeline: a hit goes nowhere and costs nothing; after an exact miss,
+//! [`semantic_cache`] (opt-in) looks for the stored answer of a similar
+//! conversation within the request's partition. Every module's switch and
 //! settings live in one [`ModuleSettings`] value, swapped whole at runtime.
 //! Storage reaches a module only through traits defined here
 //! ([`budget::Reservations`], [`breaker::BreakerStore`]).
@@ -22,6 +24,7 @@ pub mod invalid;
 pub mod pipeline;
 pub mod rate_limit;
 pub mod retry;
+pub mod semantic_cache;
 pub mod settings;
 
 pub use pipeline::{Admitted, Outcome, Pipeline};

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use crate::invalid::Invalid;
-use crate::{breaker, budget, cache, rate_limit, retry};
+use crate::{breaker, budget, cache, rate_limit, retry, semantic_cache};
 
 /// The modules an operator can switch, in the order the admin API lists them.
 pub const NAMES: &[&str] = &[
@@ -22,6 +22,7 @@ pub const NAMES: &[&str] = &[
     "fallback",
     "breaker",
     "cache",
+    "semantic_cache",
 ];
 
 /// All modules' settings.
@@ -34,6 +35,7 @@ pub struct ModuleSettings {
     pub fallback: retry::FallbackSettings,
     pub breaker: breaker::Settings,
     pub cache: cache::Settings,
+    pub semantic_cache: semantic_cache::Settings,
 }
 
 impl ModuleSettings {
@@ -53,6 +55,9 @@ impl ModuleSettings {
             .validate()
             .map_err(|e| prefixed("breaker", e))?;
         self.cache.validate().map_err(|e| prefixed("cache", e))?;
+        self.semantic_cache
+            .validate()
+            .map_err(|e| prefixed("semantic_cache", e))?;
         Ok(())
     }
 

@@ -113,7 +113,11 @@ pub fn assess(trace: &Trace, table: &PriceTable) -> CostRecord {
         unpriced: None,
         saved_uc: None,
     };
-    if trace.cache.status == Some(crate::trace::CacheStatus::Hit) {
+    if trace
+        .cache
+        .status
+        .is_some_and(crate::trace::CacheStatus::is_hit)
+    {
         // Nothing went upstream: no charge, whatever the stored usage says.
         record.saved_uc = trace.cache.saved_uc;
         return record;

@@ -21,6 +21,7 @@ use crate::providers::watch::{Observed, Watch};
 use crate::request_facts::CloseConnection;
 use crate::response_cache::{Cached, Memory};
 use crate::secret::Secret;
+use crate::semantic_index::SemanticIndex;
 use crate::state::AppState;
 use crate::store::{Slot, WriteOp};
 use crate::trace::{ErrorKind, Trace, Usage};
@@ -136,6 +137,9 @@ pub struct ObservedBody {
     cache_assembler: Option<(Assembler, u64)>,
     /// Where a stored answer also goes at once, and the prices to cost it.
     cache_memory: Option<(Memory, PriceBook)>,
+    /// Where a stored answer's vector goes at once (semantic cache), and the
+    /// partition bound.
+    semantic_index: Option<(SemanticIndex, usize)>,
     sent_any: bool,
     received_any: bool,
     /// The upstream's declared length; reaching it ends the body even if
@@ -244,6 +248,16 @@ impl ObservedBody {
         } else {
             call.response.content_length()
         };
+        let semantic_index = pending
+            .trace
+            .cache
+            .store
+            .as_ref()
+            .is_some_and(|e| e.semantic.is_some())
+            .then(|| {
+                let max = state.modules().semantic_cache.max_entries;
+                (state.semantic.index.clone(), max)
+            });
         let body = ObservedBody {
             upstream: Box::pin(call.response.bytes_stream()),
             watch: Watch::new(
@@ -264,6 +278,7 @@ impl ObservedBody {
                 let memory_bytes = state.modules().cache.memory_bytes;
                 (state.cache.memory(memory_bytes), state.prices.clone())
             }),
+            semantic_index,
             cache_capture,
             cache_assembler,
             sent_any: false,
@@ -464,6 +479,9 @@ impl ObservedBody {
                         expires_at_ms: entry.expires_at_ms,
                     }),
                 );
+                if let (Some((index, max)), Some(v)) = (&self.semantic_index, &entry.semantic) {
+                    index.insert(v.partition, entry.key, &v.vector, entry.expires_at_ms, *max);
+                }
             }
             p.finish();
         }

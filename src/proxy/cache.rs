@@ -14,6 +14,11 @@
 //! `providers/replay.rs`), and a streamed answer is stored once assembled
 //! into its final message from the upstream's bytes ([`assembled`],
 //! `providers/assemble.rs`) — so either kind of request serves the other.
+//!
+//! The semantic cache (`[modules.semantic_cache]`, `semantic.rs`) is asked
+//! only when the exact lookup missed: a hit there serves the stored answer
+//! of a similar conversation in the same partition like an exact hit
+//! (`x-tollgate-cache: semantic-hit`).
 
 use super::Endpoint;
 use super::body::PendingTrace;
@@ -24,12 +29,13 @@ use crate::providers::assemble::Assembler;
 use crate::providers::replay;
 use crate::response_cache::Cached;
 use crate::state::AppState;
-use crate::trace::{CacheEntry, CacheStatus, Trace, now_ms};
+use crate::trace::{CacheEntry, CacheStatus, SemanticVector, Trace, now_ms};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tollgate_modules::cache::{self, Directive, KeyInput};
+use tollgate_modules::semantic_cache;
 
 /// The request control and the response's report.
 pub const HEADER: &str = "x-tollgate-cache";
@@ -63,6 +69,8 @@ pub fn assembled(assembler: Assembler, max_entry: u64) -> Option<Bytes> {
 pub struct Hit {
     body: Bytes,
     content_type: &'static str,
+    /// `hit`, or `semantic-hit` (the `x-tollgate-cache` value).
+    shown: &'static str,
 }
 
 /// What the request asked of the cache in its headers.
@@ -163,17 +171,21 @@ pub async fn consult(
         body: Bytes::new(),
         max_total_bytes: s.max_bytes,
         max_entry_bytes: s.max_entry_bytes,
+        semantic: None,
     });
     if controls.directive == Some(Directive::Refresh) {
         trace.cache.status = Some(CacheStatus::Refresh);
         trace.cache.store = Some(to_store);
         return Ok(None);
     }
-    let found = match state.cache.get(&key, s.memory_bytes, now) {
-        Some(hot) => Some(hot),
-        None => stored(state, key, now, s.memory_bytes).await,
-    };
-    let hit = found.and_then(|entry| {
+    let mut to_store = to_store;
+    let mut found = entry(state, key, now, s.memory_bytes)
+        .await
+        .map(|e| (e, key, CacheStatus::Hit));
+    if found.is_none() && settings.semantic_cache.enabled {
+        found = semantic(state, &asked, &body, namespace, &mut to_store, now).await;
+    }
+    let hit = found.and_then(|(entry, key, status)| {
         let (body, content_type) = if asked.stream {
             (
                 stream_hit(&entry.body, asked.endpoint, asked.include_usage)?,
@@ -182,16 +194,32 @@ pub async fn consult(
         } else {
             (entry.body.clone(), "application/json")
         };
-        Some((Hit { body, content_type }, entry.cost_uc))
+        let shown = match status {
+            CacheStatus::SemanticHit => "semantic-hit",
+            _ => "hit",
+        };
+        Some((
+            Hit {
+                body,
+                content_type,
+                shown,
+            },
+            entry.cost_uc,
+            key,
+            status,
+        ))
     });
     match hit {
-        Some((hit, cost_uc)) => {
+        Some((hit, cost_uc, key, status)) => {
             state.cache.hits.fetch_add(1, Ordering::Relaxed);
+            if status == CacheStatus::SemanticHit {
+                state.semantic.hits.fetch_add(1, Ordering::Relaxed);
+            }
             state
                 .cache
                 .saved_uc
                 .fetch_add(cost_uc.unwrap_or(0), Ordering::Relaxed);
-            trace.cache.status = Some(CacheStatus::Hit);
+            trace.cache.status = Some(status);
             trace.cache.hit_key = Some(key);
             trace.cache.saved_uc = cost_uc;
             Ok(Some(hit))
@@ -203,6 +231,70 @@ pub async fn consult(
             Ok(None)
         }
     }
+}
+
+/// The stored answer under `key`: memory, then the database.
+async fn entry(
+    state: &AppState,
+    key: [u8; 32],
+    now: i64,
+    memory_bytes: u64,
+) -> Option<Arc<Cached>> {
+    match state.cache.get(&key, memory_bytes, now) {
+        Some(hot) => Some(hot),
+        None => stored(state, key, now, memory_bytes).await,
+    }
+}
+
+/// The semantic cache, after the exact lookup missed: embeds the
+/// conversation, searches the request's partition, and returns the stored
+/// answer of the closest entry at or above the threshold. On a miss the
+/// vector rides on `to_store`, so the answer is stored with it. Requests it
+/// cannot take (not plain text, too long) and embedding failures are misses.
+async fn semantic(
+    state: &AppState,
+    asked: &Asked<'_>,
+    body: &serde_json::Value,
+    namespace: &str,
+    to_store: &mut CacheEntry,
+    now: i64,
+) -> Option<(Arc<Cached>, [u8; 32], CacheStatus)> {
+    let settings = state.modules();
+    let s = &settings.semantic_cache;
+    let prompt = semantic_cache::prompt(
+        &semantic_cache::Asked {
+            namespace,
+            endpoint: asked.endpoint.path(),
+            provider: &asked.route.provider.name,
+            model: &asked.route.model,
+            body,
+        },
+        s.max_text_bytes,
+    )
+    .ok()?;
+    let vector = super::semantic::embed(state, s, &prompt.text).await?;
+    let found = state
+        .semantic
+        .index
+        .search(&prompt.partition, &vector, s.threshold as f32, now);
+    let answer = match found {
+        Some(f) => match entry(state, f.key, now, settings.cache.memory_bytes).await {
+            Some(e) => Some((e, f.key, CacheStatus::SemanticHit)),
+            None => {
+                // Its answer is gone (evicted, expired, purged).
+                state.semantic.index.remove(&prompt.partition, &f.key);
+                None
+            }
+        },
+        None => None,
+    };
+    if answer.is_none() {
+        to_store.semantic = Some(SemanticVector {
+            partition: prompt.partition,
+            vector: vector.into(),
+        });
+    }
+    answer
 }
 
 /// The entry in the database, kept in memory once read. A read error is a
@@ -250,7 +342,7 @@ pub fn serve(hit: Hit, mut pending: PendingTrace) -> Response<Body> {
         HeaderValue::from_static(hit.content_type),
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    headers.insert(HEADER, HeaderValue::from_static("hit"));
+    headers.insert(HEADER, HeaderValue::from_static(hit.shown));
     response
 }
 

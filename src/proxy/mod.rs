@@ -14,6 +14,7 @@ pub mod error;
 mod key_recheck;
 pub mod models;
 mod request;
+mod semantic;
 mod upstream;
 
 use crate::config::Protocol;

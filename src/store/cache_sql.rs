@@ -177,7 +177,7 @@ pub fn totals(conn: &Connection) -> rusqlite::Result<Stats> {
 pub fn stats(conn: &Connection) -> rusqlite::Result<Stats> {
     let mut s = totals(conn)?;
     (s.traced_hits, s.traced_misses) = conn.query_row(
-        "SELECT count(*) FILTER (WHERE cache_status = 'hit'),
+        "SELECT count(*) FILTER (WHERE cache_status IN ('hit', 'semantic_hit')),
                 count(*) FILTER (WHERE cache_status IN ('miss', 'refresh'))
          FROM traces WHERE cache_status IS NOT NULL",
         [],
@@ -208,6 +208,7 @@ mod tests {
             body: Bytes::from(vec![b'x'; bytes]),
             max_total_bytes: 0,
             max_entry_bytes: 0,
+            semantic: None,
         }
     }
 

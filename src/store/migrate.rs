@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_cache.sql",
         include_str!("../../migrations/0008_cache.sql"),
     ),
+    (
+        9,
+        "0009_semantic_cache.sql",
+        include_str!("../../migrations/0009_semantic_cache.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

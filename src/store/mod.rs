@@ -16,6 +16,7 @@ mod migrate;
 mod reader;
 pub mod report_sql;
 mod rollup_sql;
+pub mod semantic_sql;
 pub mod trace_sql;
 mod writer;
 

@@ -109,7 +109,7 @@ pub fn cache_savings(
     conn.query_row(
         "SELECT count(*), coalesce(sum(c.saved_uc), 0)
          FROM traces t JOIN costs c ON c.trace_id = t.id
-         WHERE t.cache_status = 'hit' AND c.day >= ?1 AND c.day <= ?2",
+         WHERE t.cache_status IN ('hit', 'semantic_hit') AND c.day >= ?1 AND c.day <= ?2",
         params![since, until],
         |r| {
             Ok(CacheSavings {

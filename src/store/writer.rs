@@ -12,7 +12,7 @@
 use super::access_sql::{self, Mutation};
 use super::audit_sql::{self, Head};
 use super::rollup_sql::Rollup;
-use super::{StoreError, cache_sql, cost_sql, trace_sql};
+use super::{StoreError, cache_sql, cost_sql, semantic_sql, trace_sql};
 use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;
 use crate::ledger::{CostRecord, CostStatus, PriceBook};
@@ -505,7 +505,14 @@ fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u6
     }
     let entry = trace.cache_storable()?;
     match cache_sql::insert(conn, entry, cost.cost_uc, &trace.id) {
-        Ok(()) => Some(entry.max_total_bytes),
+        Ok(()) => {
+            if let Some(v) = &entry.semantic
+                && let Err(e) = semantic_sql::insert(conn, entry, v)
+            {
+                tracing::warn!(error = %e, trace_id = %trace.id, "a semantic cache vector could not be stored");
+            }
+            Some(entry.max_total_bytes)
+        }
         Err(e) => {
             tracing::warn!(error = %e, trace_id = %trace.id, "an answer could not be cached");
             None

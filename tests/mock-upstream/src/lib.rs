@@ -5,7 +5,8 @@
 //! under test cannot tell the difference for the routes it implements:
 //!
 //! * `POST /v1/chat/completions` (OpenAI, streaming and not)
-//! * `POST /v1/embeddings` (OpenAI, `float` and `base64` encodings)
+//! * `POST /v1/embeddings` (OpenAI, `float` and `base64` encodings; a text is
+//!   embedded by its words, so paraphrases are close: see [`mock_embedding`])
 //! * `GET /v1/models` (OpenAI)
 //! * `POST /v1/messages` (Anthropic, streaming and not)
 //!
@@ -1416,7 +1417,18 @@ fn splitmix(mut x: u64) -> u64 {
 /// The embedding of one input item. Components are multiples of 1/1024 in
 /// [-1, 1], so they are exact in f32, f64 and short decimal alike: the
 /// `float` and `base64` encodings describe precisely the same numbers.
+///
+/// A text with words is embedded by its words, so that near-duplicates are
+/// testable: each word, lowercased, with a plural `s` taken off (a crude
+/// stem), adds ±1 to four components chosen by its hash; the sum is
+/// normalized. The same words in another order, case or punctuation give
+/// the same vector (similarity 1); texts sharing no word are nearly
+/// orthogonal. Anything else (token arrays, texts without words) gets a
+/// vector derived from a hash of the whole item.
 pub fn mock_embedding(item: &Value, dimensions: usize) -> Vec<f32> {
+    if let Some(v) = item.as_str().and_then(|t| word_embedding(t, dimensions)) {
+        return v;
+    }
     let seed = fnv1a(item.to_string().as_bytes());
     (0..dimensions as u64)
         .map(|j| {
@@ -1424,6 +1436,40 @@ pub fn mock_embedding(item: &Value, dimensions: usize) -> Vec<f32> {
             ((x % 2049) as i32 - 1024) as f32 / 1024.0
         })
         .collect()
+}
+
+/// Components each word adds to: two different words then rarely look
+/// alike through one hash collision.
+const WORD_FEATURES: usize = 4;
+
+/// The bag-of-words vector of `text` (see [`mock_embedding`]), or `None`
+/// when it has no word.
+fn word_embedding(text: &str, dimensions: usize) -> Option<Vec<f32>> {
+    let mut sums = vec![0f64; dimensions.max(1)];
+    let mut any = false;
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        let mut word = word.to_lowercase();
+        if word.len() > 3 && word.ends_with('s') && !word.ends_with("ss") {
+            word.pop();
+        }
+        let mut h = fnv1a(word.as_bytes());
+        for _ in 0..WORD_FEATURES {
+            h = splitmix(h);
+            let sign = if h >> 63 == 1 { -1.0 } else { 1.0 };
+            let slot = (h % sums.len() as u64) as usize;
+            sums[slot] += sign;
+        }
+        any = true;
+    }
+    let norm = sums.iter().map(|x| x * x).sum::<f64>().sqrt();
+    (any && norm > 0.0).then(|| {
+        sums.iter()
+            .map(|x| ((x / norm) * 1024.0).round() as f32 / 1024.0)
+            .collect()
+    })
 }
 
 fn embedding_items(input: Option<&Value>) -> Result<Vec<&Value>, String> {

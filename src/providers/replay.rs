@@ -778,8 +778,23 @@ mod tests {
             })
     }
 
+    /// A case proptest once shrank to: a thinking block with empty thinking
+    /// and a one-character signature.
+    #[test]
+    fn an_empty_thinking_block_with_a_short_signature_round_trips() {
+        let msg = json!({"id": "msg_p", "type": "message", "role": "assistant", "model": "claude-p",
+            "content": [{"type": "thinking", "thinking": "", "signature": "0"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "output_tokens": 0, "service_tier": "standard"}});
+        let events = stream_events(Protocol::Anthropic, &msg, false).unwrap();
+        assert_eq!(assemble(Protocol::Anthropic, &events), Some(msg));
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(128))]
+        // Shrunk failures become named tests above, not files at the
+        // repository's root.
+        #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
         #[test]
         fn openai_assemble_of_replay_is_the_message(msg in openai_generated(), include_usage in any::<bool>()) {

@@ -40,7 +40,7 @@ pub fn list(file: &ModuleSettings, conn: &Connection, json: bool) -> Result<Stri
             _ => String::new(),
         };
         out.push_str(&format!(
-            "{:<12} {:<8} {:<9} {}\n",
+            "{:<15} {:<8} {:<9} {}\n",
             m["name"].as_str().unwrap_or_default(),
             if m["enabled"] == Value::Bool(true) {
                 "yes"

@@ -26,7 +26,7 @@ pub fn list(file: &ModuleSettings, conn: &Connection, json: bool) -> Result<Stri
         return Ok(serde_json::to_string_pretty(&all).unwrap_or_default() + "\n");
     }
     let mut out = format!(
-        "{:<12} {:<8} {:<9} SETTINGS\n",
+        "{:<15} {:<8} {:<9} SETTINGS\n",
         "MODULE", "ENABLED", "SOURCE"
     );
     for m in &all {

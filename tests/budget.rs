@@ -12,22 +12,10 @@ use serde_json::{Value, json};
 use tollgate_mock_upstream::MockConfig;
 
 /// 1 USD / M input tokens = 100 µ¢ per token; 10 USD / M output = 1,000 µ¢.
-const PRICED: &str = r#"
-[auth]
-require_client_key = true
-
-[prices."openai/gpt-4o-mini"]
-input = "1"
-output = "10"
-
-[prices."anthropic/claude-haiku-4-5"]
-input = "1"
-output = "10"
-"#;
-
-/// The mock reports this usage: 10 × 100 + 100 × 1,000 µ¢.
-const USAGE: &str = "prompt=10,completion=100";
-const ACTUAL_UC: i64 = 101_000;
+/// Client keys required, and round prices ([`TEST_PRICES`]).
+const PRICED: &str = concat!("[auth]\nrequire_client_key = true\n", test_prices!());
+const USAGE: &str = TEST_USAGE;
+const ACTUAL_UC: i64 = TEST_USAGE_COST_UC;
 
 async fn create_key(gw: &Gateway, body: Value) -> (String, String) {
     let (status, key) = admin_call(gw, reqwest::Method::POST, "/keys", Some(body)).await;

@@ -18,24 +18,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tollgate_mock_upstream::MockConfig;
 
-/// 1 USD / M input tokens = 100 µ¢ per token; 10 USD / M output = 1,000 µ¢.
-const PRICES: &str = r#"
-[prices."openai/gpt-4o-mini"]
-input = "1"
-output = "10"
-
-[prices."openai/gpt-4o"]
-input = "1"
-output = "10"
-
-[prices."anthropic/claude-haiku-4-5"]
-input = "1"
-output = "10"
-"#;
-
-/// What the mock reports (`x-mock-usage`): 10 × 100 + 100 × 1,000 µ¢.
-const USAGE: &str = "prompt=10,completion=100";
-const COST_UC: i64 = 101_000;
+const PRICES: &str = TEST_PRICES;
+const USAGE: &str = TEST_USAGE;
+const COST_UC: i64 = TEST_USAGE_COST_UC;
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";

@@ -319,3 +319,32 @@ pub async fn metrics_text(gw: &Gateway) -> String {
 pub async fn post_json(gw: &Gateway, path: &str, body: &serde_json::Value) -> reqwest::Response {
     client().post(gw.url(path)).json(body).send().await.unwrap()
 }
+
+/// Round prices for the models the test config lists: 1 USD / M input
+/// tokens (100 µ¢ a token) and 10 USD / M output (1,000 µ¢ a token). A
+/// macro so that `concat!` can join it with other config.
+#[macro_export]
+macro_rules! test_prices {
+    () => {
+        r#"
+[prices."openai/gpt-4o-mini"]
+input = "1"
+output = "10"
+
+[prices."openai/gpt-4o"]
+input = "1"
+output = "10"
+
+[prices."anthropic/claude-haiku-4-5"]
+input = "1"
+output = "10"
+"#
+    };
+}
+
+pub const TEST_PRICES: &str = test_prices!();
+
+/// A usage for the mock to report (`x-mock-usage`), and what it costs at
+/// [`TEST_PRICES`]: 10 × 100 + 100 × 1,000 µ¢.
+pub const TEST_USAGE: &str = "prompt=10,completion=100";
+pub const TEST_USAGE_COST_UC: i64 = 101_000;

@@ -3,10 +3,15 @@
 //! thing, and the checks they share.
 
 use crate::access::limits::limits_json;
+use crate::module_settings;
 use crate::store::AdminEntry;
+use crate::store::access_sql::ModuleOverrides;
 use crate::store::access_sql::{ClientKeyRow, KeyLimits, Mutation, ProviderKeyRow};
 use crate::vault::crypto::MasterKey;
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use tollgate_modules::ModuleSettings;
+use tollgate_modules::settings::Invalid;
 
 /// A client key as shown and audited (never the key or its hash), with its
 /// limits (`budget_usd` the exact decimal of `budget_uc`).
@@ -151,34 +156,59 @@ pub fn revocable(found: &[ClientKeyRow], needle: &str) -> Result<ClientKeyRow, K
     Ok(key)
 }
 
-/// `PUT /admin/v1/modules/{name}` / `tollgate modules enable|disable`: the
-/// module's runtime overrides replaced; `detail` has the settings in force
-/// before and after.
+/// `PUT /admin/v1/modules/{name}` / `tollgate modules enable|disable|set`:
+/// `patch`'s members replace module `name`'s runtime overrides (validated
+/// against the file's settings with them on top); `detail` has the settings
+/// in force before and after. Also returns the module as it will be.
 pub fn set_module(
     actor: &str,
+    file: &ModuleSettings,
+    stored: &BTreeMap<String, ModuleOverrides>,
     name: &str,
-    overrides: serde_json::Map<String, Value>,
-    old: Value,
-    new: Value,
-) -> AdminEntry {
-    let stored = Value::Object(overrides);
-    entry(
+    patch: &Value,
+) -> Result<(AdminEntry, Value), Invalid> {
+    let overrides = Value::Object(module_settings::patched(
+        file,
+        stored.get(name),
+        name,
+        patch,
+    )?);
+    let at_ms = crate::trace::now_ms();
+    let mut after = stored.clone();
+    after.insert(
+        name.to_string(),
+        ModuleOverrides {
+            overrides: overrides.to_string(),
+            updated_at_ms: at_ms,
+        },
+    );
+    let (old, new) = before_and_after(file, stored, &after, name);
+    let entry = entry(
         actor,
         "module.set",
         format!("module:{name}"),
-        json!({"name": name, "overrides": stored, "old": old, "new": new}),
+        json!({"name": name, "overrides": overrides, "old": old, "new": new}),
         Mutation::SetModule {
             name: name.to_string(),
-            overrides: stored.to_string(),
-            at_ms: crate::trace::now_ms(),
+            overrides: overrides.to_string(),
+            at_ms,
         },
-    )
+    );
+    Ok((entry, new))
 }
 
 /// `DELETE /admin/v1/modules/{name}` / `tollgate modules reset`: back to the
-/// config file's settings.
-pub fn reset_module(actor: &str, name: &str, old: Value, new: Value) -> AdminEntry {
-    entry(
+/// config file's settings. `None` when the module has no runtime settings.
+pub fn reset_module(
+    actor: &str,
+    file: &ModuleSettings,
+    stored: &BTreeMap<String, ModuleOverrides>,
+    name: &str,
+) -> Option<(AdminEntry, Value)> {
+    let mut after = stored.clone();
+    after.remove(name)?;
+    let (old, new) = before_and_after(file, stored, &after, name);
+    let entry = entry(
         actor,
         "module.reset",
         format!("module:{name}"),
@@ -186,7 +216,24 @@ pub fn reset_module(actor: &str, name: &str, old: Value, new: Value) -> AdminEnt
         Mutation::ResetModule {
             name: name.to_string(),
         },
-    )
+    );
+    Some((entry, new))
+}
+
+/// Module `name`'s settings in force with `before`'s and with `after`'s
+/// runtime overrides.
+fn before_and_after(
+    file: &ModuleSettings,
+    before: &BTreeMap<String, ModuleOverrides>,
+    after: &BTreeMap<String, ModuleOverrides>,
+    name: &str,
+) -> (Value, Value) {
+    let of = |stored| {
+        module_settings::in_force(file, stored)
+            .get(name)
+            .unwrap_or_default()
+    };
+    (of(before), of(after))
 }
 
 /// A purge of exact-cache entries (`cache.purge`): the filter and how many

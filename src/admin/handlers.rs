@@ -373,30 +373,10 @@ pub async fn get_module(state: &AppState, name: &str) -> Result<Reply> {
 pub async fn put_module(state: &AppState, name: &str, body: &[u8]) -> Result<Reply> {
     module_settings::known(name).map_err(|e| bad_setting(name, e))?;
     let patch: Value = parse(body)?;
-    let mut stored = module_overrides(state).await?;
-    let file = &state.config.modules;
-    let overrides = module_settings::patched(file, stored.get(name), name, &patch)
+    let stored = module_overrides(state).await?;
+    let (entry, _) = changes::set_module(ACTOR, &state.config.modules, &stored, name, &patch)
         .map_err(|e| bad_setting(name, e))?;
-    let old = module_settings::in_force(file, &stored);
-    stored.insert(
-        name.to_string(),
-        access_sql::ModuleOverrides {
-            overrides: Value::Object(overrides.clone()).to_string(),
-            updated_at_ms: now_ms(),
-        },
-    );
-    let new = module_settings::in_force(file, &stored);
-    commit(
-        state,
-        changes::set_module(
-            ACTOR,
-            name,
-            overrides,
-            old.get(name).unwrap_or_default(),
-            new.get(name).unwrap_or_default(),
-        ),
-    )
-    .await?;
+    commit(state, entry).await?;
     state.reload_modules().await.map_err(AdminError::internal)?;
     get_module(state, name).await
 }
@@ -404,25 +384,14 @@ pub async fn put_module(state: &AppState, name: &str, body: &[u8]) -> Result<Rep
 /// Back to the config file's settings.
 pub async fn reset_module(state: &AppState, name: &str) -> Result<Reply> {
     module_settings::known(name).map_err(|e| AdminError::NotFound(e.reason))?;
-    let mut stored = module_overrides(state).await?;
-    let file = &state.config.modules;
-    let old = module_settings::in_force(file, &stored);
-    if stored.remove(name).is_none() {
+    let stored = module_overrides(state).await?;
+    let Some((entry, _)) = changes::reset_module(ACTOR, &state.config.modules, &stored, name)
+    else {
         return Err(AdminError::NotFound(format!(
             "module {name} has no runtime settings: the config file's are in force"
         )));
-    }
-    let new = module_settings::in_force(file, &stored);
-    commit(
-        state,
-        changes::reset_module(
-            ACTOR,
-            name,
-            old.get(name).unwrap_or_default(),
-            new.get(name).unwrap_or_default(),
-        ),
-    )
-    .await?;
+    };
+    commit(state, entry).await?;
     state.reload_modules().await.map_err(AdminError::internal)?;
     get_module(state, name).await
 }

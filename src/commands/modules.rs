@@ -6,7 +6,7 @@
 use super::{EXIT_DATABASE, Failure, actor, commit};
 use crate::admin::changes;
 use crate::audit::encoding::ChainKey;
-use crate::module_settings::{self, in_force, patched, views};
+use crate::module_settings::{self, in_force, views};
 use crate::store::access_sql::{self, ModuleOverrides};
 use rusqlite::Connection;
 use serde_json::{Map, Value};
@@ -77,8 +77,8 @@ pub fn set(
     patch: &Value,
 ) -> Result<String, Failure> {
     module_settings::known(name).map_err(|e| (2, e.reason))?;
-    let mut rows = stored(conn)?;
-    let overrides = patched(file, rows.get(name), name, patch).map_err(|e| {
+    let rows = stored(conn)?;
+    let (entry, now) = changes::set_module(&actor(), file, &rows, name, patch).map_err(|e| {
         let field = if e.field == name {
             String::new()
         } else {
@@ -86,27 +86,7 @@ pub fn set(
         };
         (2, format!("{field}{}", e.reason))
     })?;
-    let old = in_force(file, &rows);
-    rows.insert(
-        name.to_string(),
-        ModuleOverrides {
-            overrides: Value::Object(overrides.clone()).to_string(),
-            updated_at_ms: crate::trace::now_ms(),
-        },
-    );
-    let new = in_force(file, &rows);
-    let now = new.get(name).unwrap_or_default();
-    commit(
-        conn,
-        key,
-        changes::set_module(
-            &actor(),
-            name,
-            overrides,
-            old.get(name).unwrap_or_default(),
-            now.clone(),
-        ),
-    )?;
+    commit(conn, key, entry)?;
     Ok(format!(
         "module {name} set: {now}; a running gateway applies it within a second"
     ))
@@ -120,26 +100,14 @@ pub fn reset(
     name: &str,
 ) -> Result<String, Failure> {
     module_settings::known(name).map_err(|e| (2, e.reason))?;
-    let mut rows = stored(conn)?;
-    let old = in_force(file, &rows);
-    if rows.remove(name).is_none() {
+    let rows = stored(conn)?;
+    let Some((entry, now)) = changes::reset_module(&actor(), file, &rows, name) else {
         return Err((
             1,
             format!("module {name} has no runtime settings: the config file's are in force"),
         ));
-    }
-    let new = in_force(file, &rows);
-    let now = new.get(name).unwrap_or_default();
-    commit(
-        conn,
-        key,
-        changes::reset_module(
-            &actor(),
-            name,
-            old.get(name).unwrap_or_default(),
-            now.clone(),
-        ),
-    )?;
+    };
+    commit(conn, key, entry)?;
     Ok(format!(
         "module {name} back to the config file's settings: {now}; a running gateway applies it within a second"
     ))

@@ -11,7 +11,7 @@
 //! encoding is documented in `docs/CACHE.md`; storing, serving and purging
 //! are the proxy's and the store's.
 
-use crate::settings::Invalid;
+use crate::invalid::Invalid;
 use serde_json::Value;
 
 /// `[modules.cache]`. Off by default: a cache changes what clients get (a

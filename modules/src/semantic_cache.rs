@@ -17,7 +17,7 @@
 //! entries a partition; docs/CACHE.md says what 1M would need), bounded by
 //! `max_entries` a partition (oldest out).
 
-use crate::settings::Invalid;
+use crate::invalid::Invalid;
 use serde_json::Value;
 use std::collections::HashMap;
 

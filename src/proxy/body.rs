@@ -118,6 +118,20 @@ impl Drop for PendingTrace {
     }
 }
 
+/// The most stream bytes assembled for an entry of at most `max_entry`
+/// bytes: events repeat ids and framing around every piece of text.
+fn stream_cap(max_entry: u64) -> usize {
+    usize::try_from(max_entry.saturating_mul(8)).unwrap_or(usize::MAX)
+}
+
+/// The final message (the JSON a non-stream request would have got) of a
+/// complete streamed answer, when it fits in `max_entry` bytes.
+fn assembled(assembler: Assembler, max_entry: u64) -> Option<Bytes> {
+    let message = assembler.finish()?;
+    let body = crate::providers::replay::non_stream_body(&message);
+    (body.len() as u64 <= max_entry).then_some(body)
+}
+
 pub struct ObservedBody {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     watch: Watch,
@@ -233,10 +247,7 @@ impl ObservedBody {
         let (cache_capture, cache_assembler) = match (max_entry, event_stream) {
             (None, _) => (None, None),
             (Some(max), false) => (Some((BytesMut::new(), max)), None),
-            (Some(max), true) => (
-                None,
-                Some((Assembler::new(protocol, super::cache::stream_cap(max)), max)),
-            ),
+            (Some(max), true) => (None, Some((Assembler::new(protocol, stream_cap(max)), max))),
         };
         let total_timeout = state.config.upstream.total_timeout;
         let watchdog = pending
@@ -458,7 +469,7 @@ impl ObservedBody {
         let assembled = self
             .cache_assembler
             .take()
-            .and_then(|(a, max)| super::cache::assembled(a, max));
+            .and_then(|(a, max)| assembled(a, max));
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
             // Stored by the writer only if the trace says it completed.

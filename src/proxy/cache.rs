@@ -12,7 +12,7 @@
 //! Streams: an entry is a final message, so a stream request is served from
 //! one by replaying it as a stream in the client's protocol ([`stream_hit`],
 //! `providers/replay.rs`), and a streamed answer is stored once assembled
-//! into its final message from the upstream's bytes ([`assembled`],
+//! into its final message from the upstream's bytes (`body.rs`,
 //! `providers/assemble.rs`) — so either kind of request serves the other.
 //!
 //! The semantic cache (`[modules.semantic_cache]`, `semantic.rs`) is asked
@@ -21,17 +21,15 @@
 //! (`x-tollgate-cache: semantic-hit`).
 
 use super::Endpoint;
-use super::body::PendingTrace;
 use super::error::ProxyError;
 use crate::http::{Body, full};
 use crate::providers::Route;
-use crate::providers::assemble::Assembler;
 use crate::providers::replay;
 use crate::response_cache::Cached;
 use crate::state::AppState;
 use crate::trace::{CacheEntry, CacheStatus, SemanticVector, Trace, now_ms};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, header};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tollgate_modules::cache::{self, Directive, KeyInput};
@@ -49,20 +47,6 @@ pub const TTL_HEADER: &str = "x-tollgate-cache-ttl";
 fn stream_hit(stored: &[u8], endpoint: Endpoint, include_usage: bool) -> Option<Bytes> {
     let message: serde_json::Value = serde_json::from_slice(stored).ok()?;
     replay::stream_body(endpoint.protocol(), &message, include_usage)
-}
-
-/// The most stream bytes assembled for an entry of at most `max_entry`
-/// bytes: events repeat ids and framing around every piece of text.
-pub fn stream_cap(max_entry: u64) -> usize {
-    usize::try_from(max_entry.saturating_mul(8)).unwrap_or(usize::MAX)
-}
-
-/// The final message (the JSON a non-stream request would have got) of a
-/// complete streamed answer, when it fits in `max_entry` bytes.
-pub fn assembled(assembler: Assembler, max_entry: u64) -> Option<Bytes> {
-    let message = assembler.finish()?;
-    let body = replay::non_stream_body(&message);
-    (body.len() as u64 <= max_entry).then_some(body)
 }
 
 /// An answer from the cache.
@@ -327,14 +311,10 @@ async fn stored(
     }
 }
 
-/// Answers with a hit: 200, the stored body, `x-tollgate-cache: hit`. Its
-/// trace has no usage and no upstream (`no_charge`, cost 0) and the saving.
-pub fn serve(hit: Hit, mut pending: PendingTrace) -> Response<Body> {
+/// The response to a hit: 200, the stored body (or its replay),
+/// `x-tollgate-cache: hit` (or `semantic-hit`).
+pub fn response(hit: Hit) -> Response<Body> {
     let len = hit.body.len();
-    pending.trace.status = StatusCode::OK.as_u16();
-    pending.trace.response_bytes = len as i64;
-    pending.trace.ttfb_us = Some(pending.elapsed_us());
-    pending.finish();
     let mut response = Response::new(full(hit.body));
     let headers = response.headers_mut();
     headers.insert(

@@ -143,10 +143,23 @@ where
                 Err(e) => fail(e, protocol, pending),
             }
         }
-        Ok(request::Ready::Cached(hit)) => return cache::serve(hit, pending),
+        Ok(request::Ready::Cached(hit)) => return serve_hit(hit, pending),
         Err(e) => fail(e, protocol, pending),
     };
     cache::report(&mut response, cache_status, false);
+    response
+}
+
+/// Answers from the cache; the hit's trace has no usage and no upstream
+/// (`no_charge`, cost 0) and the saving.
+fn serve_hit(hit: cache::Hit, mut pending: PendingTrace) -> Response<Body> {
+    let response = cache::response(hit);
+    pending.trace.status = response.status().as_u16();
+    pending.trace.response_bytes = hyper::body::Body::size_hint(response.body())
+        .exact()
+        .unwrap_or(0) as i64;
+    pending.trace.ttfb_us = Some(pending.elapsed_us());
+    pending.finish();
     response
 }
 

@@ -3,6 +3,7 @@
 
 use super::{Cx, Nav};
 use crate::http::Body;
+use crate::state::AppState;
 use http::{Method, Response};
 
 pub async fn route(cx: &Cx, path: &[&str]) -> Option<Response<Body>> {
@@ -10,4 +11,12 @@ pub async fn route(cx: &Cx, path: &[&str]) -> Option<Response<Body>> {
         (&Method::GET, ["audit"]) => Some(cx.page(Nav::Audit, "Audit", "")),
         _ => None,
     }
+}
+
+/// The highest audit seq a completed, successful verification run (verify
+/// now) has covered, if any. The trace page (ui-core, `traces.rs`) says a
+/// trace's entry is verified only when its seq is at or below this.
+/// ui-admin: return the verify job's last `ok` result's head seq here.
+pub fn verified_up_to(_state: &AppState) -> Option<i64> {
+    None
 }

@@ -110,7 +110,7 @@ async fn pages_redirect_to_sign_in_without_a_session() {
     let h = login.headers().clone();
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-frame-options"], "DENY");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(
         h["content-security-policy"],
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \

@@ -236,9 +236,12 @@ where
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with every
+    // form POST, which the CSRF check must refuse. `same-origin` still keeps
+    // dashboard URLs out of any Referer sent to another site.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -76,8 +76,8 @@ def test_mutations_need_the_csrf_token_and_origin(context, gateway):
     """Signed in, a POST without the form's csrf token, or from another origin, is 403."""
     page = context.new_page()
     sign_in(page, gateway)
-    page.goto(gateway.ui("keys"))
-    token = page.locator("form#create-key input[name=csrf]").get_attribute("value")
+    token = page.locator("form#logout input[name=csrf]").get_attribute("value")
+    assert token
     keys_before = gateway.query("SELECT count(*) FROM client_keys")[0][0]
     origin = gateway.url
 
@@ -91,6 +91,13 @@ def test_mutations_need_the_csrf_token_and_origin(context, gateway):
     assert post({"name": "csrf-other-origin", "csrf": token}, {"origin": "http://evil.example"}) == 403
     assert post({"name": "csrf-no-origin", "csrf": token}, {}) == 403
     assert gateway.query("SELECT count(*) FROM client_keys")[0][0] == keys_before
+
+    # Sign-out is a mutation too: without the token it is refused and the session lives.
+    assert context.request.post(
+        gateway.ui("logout"), form={}, headers={"origin": origin}, max_redirects=0
+    ).status == 403
+    page.goto(gateway.ui("traces"))
+    assert path_of(page.url) == "/ui/traces"
 
 
 def test_logout_ends_the_session(context, browser, gateway):

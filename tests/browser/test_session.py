@@ -121,3 +121,33 @@ def test_logout_ends_the_session(context, browser, gateway):
         assert path_of(p2.url) == "/ui/login"
     finally:
         other.close()
+
+
+def test_wrong_keys_are_throttled(browser, tmp_path_factory, mock_upstream):
+    """Its own gateway, allowing two failures per address: the third wrong key gets
+    429 with Retry-After, and so does the right one while the address is blocked."""
+    from conftest import start_gateway
+
+    gw = start_gateway(
+        tmp_path_factory.mktemp("throttled"),
+        mock_upstream.base_url,
+        "[auth]\nfailed_burst = 2\nfailed_per_minute = 1\n",
+    )
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        page.goto(gw.ui("login"))
+        statuses = []
+        for key in ("tga-wrong-1", "tga-wrong-2", "tga-wrong-3", ADMIN_KEY):
+            page.fill("form#login input[name=admin_key]", key)
+            with page.expect_response(lambda r: r.request.method == "POST") as resp:
+                page.click("form#login button[type=submit]")
+            statuses.append(resp.value.status)
+            retry_after = resp.value.headers.get("retry-after")
+        assert statuses == [401, 401, 429, 429]
+        assert retry_after and int(retry_after) >= 1
+        assert path_of(page.url) == "/ui/login"
+        shot(page, "login-throttled")
+    finally:
+        ctx.close()
+        assert gw.proc.terminate() == 0

@@ -38,6 +38,8 @@
 
 mod assets;
 mod audit;
+mod chart;
+mod format;
 pub mod html;
 mod keys;
 mod overview;

@@ -110,7 +110,7 @@ async fn pages_redirect_to_sign_in_without_a_session() {
     let h = login.headers().clone();
     assert_eq!(h["cache-control"], "no-store");
     assert_eq!(h["x-frame-options"], "DENY");
-    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["referrer-policy"], "same-origin");
     assert_eq!(
         h["content-security-policy"],
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
@@ -775,4 +775,43 @@ async fn no_secret_reaches_any_page() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn overview_cache_section_shows_the_saving_report_costs_shows() {
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        &format!("[modules.cache]\nenabled = true\n{TEST_PRICES}"),
+    )
+    .await;
+    let cookie = sign_in(&gw).await;
+    let off = page(&gw, "/ui/", &cookie).await;
+    assert!(off.contains("id=\"cache-savings\""), "the module is on");
+    for _ in 0..3 {
+        let resp = client()
+            .post(gw.url("/v1/chat/completions"))
+            .header("x-mock-usage", TEST_USAGE)
+            .json(&chat("gpt-4o-mini", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let _ = resp.bytes().await;
+    }
+    assert_eq!(gw.wait_traces(3).await, 3);
+    let html = page(&gw, "/ui/", &cookie).await;
+    let (code, out, err) = cli(&gw.db, &["report", "costs", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["cache"]["hits"], 2, "{report}");
+    assert_eq!(
+        text_of(&html, "cache-savings"),
+        report["cache"]["saved_usd"].as_str().unwrap()
+    );
+    assert_eq!(text_of(&html, "cache-hit-ratio"), "66.67%");
+
+    let gw_off = Gateway::start().await;
+    let cookie = sign_in(&gw_off).await;
+    let html = page(&gw_off, "/ui/", &cookie).await;
+    assert!(html.contains("<section id=\"cache\"><h2>Cache</h2><p class=\"module-off\">off</p>"));
 }

@@ -102,6 +102,11 @@ impl App {
         let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
         let breakers = access_sql::breaker_states(&conn).map_err(StoreError::from)?;
         let semantic = load_semantic(&conn, modules.semantic_cache.max_entries)?;
+        let verify_job = crate::audit::job::VerifyJob::new(
+            config.store.clone(),
+            key.clone(),
+            config.checkpoint_path(),
+        );
         let books = Books {
             prices: prices.clone(),
             key,
@@ -170,6 +175,7 @@ impl App {
             file_prices,
             cache,
             semantic,
+            verify_job,
         });
         Ok(App {
             state,

@@ -47,6 +47,8 @@ pub struct AppState {
     pub cache: crate::response_cache::ResponseCache,
     /// The semantic cache's index and counters (`[modules.semantic_cache]`).
     pub semantic: crate::semantic_index::Semantic,
+    /// The dashboard's "verify now": one background audit verification.
+    pub verify_job: crate::audit::job::VerifyJob,
 }
 
 impl AppState {

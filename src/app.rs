@@ -153,6 +153,7 @@ impl App {
             store::breaker_sink::BreakerSink(handle.clone()),
         ));
         breaker.load(breakers);
+        let config_ui_ttl = config.ui.session_ttl;
         let state = Arc::new(AppState {
             config,
             modules,
@@ -175,6 +176,7 @@ impl App {
             file_prices,
             cache,
             semantic,
+            ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
             verify_job,
         });
         Ok(App {

@@ -549,6 +549,27 @@ async fn verify_now_reports_the_first_tampered_entry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_checkpoint_file_the_download_is_404_and_the_page_says_none() {
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        "[audit]\ncheckpoint_every_entries = 0\ncheckpoint_interval_secs = 0\n",
+    )
+    .await;
+    assert_eq!(proxied(&gw, None).await, 200);
+    gw.wait_traces(1).await;
+    let ui = Ui::sign_in(&gw).await;
+    assert!(!gw.db.with_extension("db.checkpoints").exists());
+    let none = ui.get("/ui/audit/checkpoint").await;
+    assert_eq!(none.status, 404);
+    let page = ui.get("/ui/audit").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        text(&page.body, &id("last-checkpoint")).as_deref(),
+        Some("none")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_file_downloads_and_its_last_line_is_shown() {
     let gw = Gateway::start_with(
         MockConfig::default(),
@@ -557,15 +578,6 @@ async fn the_checkpoint_file_downloads_and_its_last_line_is_shown() {
     .await;
     let ui = Ui::sign_in(&gw).await;
     let file = gw.db.with_extension("db.checkpoints");
-    if !file.exists() {
-        let none = ui.get("/ui/audit/checkpoint").await;
-        assert_eq!(none.status, 404, "no file yet");
-        let page = ui.get("/ui/audit").await;
-        assert_eq!(
-            text(&page.body, &id("last-checkpoint")).as_deref(),
-            Some("none")
-        );
-    }
     assert_eq!(proxied(&gw, None).await, 200);
     gw.wait_traces(1).await;
     let head: i64 = value(&gw.db(), "SELECT max(seq) FROM audit_log", []);

@@ -171,7 +171,7 @@ pub fn verify_database_with(
             return Ok(());
         }
         checked += 1;
-        if checked % PROGRESS_EVERY == 0 {
+        if checked.is_multiple_of(PROGRESS_EVERY) {
             progress(Progress { checked, total });
         }
         let mut db_error = None;

@@ -12,7 +12,7 @@ use super::{Progress, VerifyError, verify_database_with};
 use crate::config::StoreConfig;
 use crate::store::{OpenMode, open};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +80,9 @@ struct Shared {
     status: Mutex<JobStatus>,
     checked: AtomicU64,
     total: AtomicU64,
+    /// The head seq of the last run that finished, if it verified OK
+    /// (kept while the next one runs); 0: none.
+    verified_up_to: AtomicI64,
 }
 
 impl VerifyJob {
@@ -107,6 +110,7 @@ impl VerifyJob {
                 }),
                 checked: AtomicU64::new(0),
                 total: AtomicU64::new(0),
+                verified_up_to: AtomicI64::new(0),
             }),
         }
     }
@@ -116,6 +120,12 @@ impl VerifyJob {
         status.checked = self.shared.checked.load(Ordering::Relaxed);
         status.total = self.shared.total.load(Ordering::Relaxed);
         status
+    }
+
+    /// The highest seq the last finished run verified, when it found the
+    /// chain intact; `None` before any such run or after a failed one.
+    pub fn verified_up_to(&self) -> Option<i64> {
+        Some(self.shared.verified_up_to.load(Ordering::Relaxed)).filter(|&seq| seq > 0)
     }
 
     /// Starts a verification on tokio's blocking pool, unless one is
@@ -213,12 +223,16 @@ impl Shared {
             Ok(head) => {
                 status.ok = Some(true);
                 status.head = head;
+                let seq = head.map_or(0, |h| h.seq);
+                self.verified_up_to.store(seq, Ordering::Relaxed);
             }
             Err(Verdict::Failed(failure)) => {
+                self.verified_up_to.store(0, Ordering::Relaxed);
                 status.ok = Some(false);
                 status.first_failure = Some(failure);
             }
             Err(Verdict::CannotRun(error)) => {
+                self.verified_up_to.store(0, Ordering::Relaxed);
                 status.ok = Some(false);
                 status.error = Some(error);
             }

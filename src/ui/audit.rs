@@ -10,6 +10,7 @@ use crate::audit::checkpoint::Anchor;
 use crate::audit::encoding::to_hex;
 use crate::audit::job::{self, JobState, JobStatus};
 use crate::http::{Body, full};
+use crate::state::AppState;
 use crate::store::audit_sql;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::json;
@@ -30,6 +31,13 @@ pub async fn route(cx: &Cx, path: &[&str]) -> Option<Response<Body>> {
         (&Method::GET, ["audit", "checkpoint"]) => checkpoint_file(cx).await,
         _ => return None,
     })
+}
+
+/// The highest audit seq a completed, successful verification run (verify
+/// now) has covered, if any: the trace page says a trace's entry is
+/// verified only when its seq is at or below this.
+pub fn verified_up_to(state: &AppState) -> Option<i64> {
+    state.verify_job.verified_up_to()
 }
 
 /// What `GET /ui/audit/verify` answers (the UI contract's shape, plus the

@@ -733,7 +733,7 @@ async fn budget_use_is_a_meter_of_spent_over_the_budget() {
             "budget module {budget_module}: {row_html}"
         );
         assert!(
-            row_html.contains("0.00101 / 1.50 USD per month"),
+            row_html.contains("0.00101 / 1.50 USD this month"),
             "{row_html}"
         );
     }

@@ -111,7 +111,7 @@ async fn page(cx: &Cx) -> Response<Body> {
     let keyed = if ledger.keyed { "keyed" } else { "unkeyed" };
     let have_file = matches!(ledger.checkpoint, Ok(Some(_)));
     let content = format!(
-        "<section id=\"ledger\"><h2>Ledger</h2><dl>\
+        "<section id=\"ledger\"><h2>Ledger</h2><dl class=\"facts\">\
          <dt>Chain head</dt><dd id=\"chain-head\">{head}</dd>\
          <dt>Last checkpoint</dt><dd id=\"last-checkpoint\">{checkpoint}</dd>\
          <dt>Chain</dt><dd id=\"keyed\">{keyed}</dd></dl>\

@@ -15,7 +15,7 @@ use crate::store::access_sql::{self, ClientKeyRow};
 use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value};
 use std::fmt::Write;
-use tollgate_modules::budget::Scope;
+use tollgate_modules::budget::{Scope, Window};
 
 const TITLE: &str = "Keys";
 /// The longest expiry the form offers, in days (100 years).
@@ -247,7 +247,11 @@ fn limits(k: &ClientKeyRow) -> String {
 /// A `<meter>` of spent over budget with the exact figures as text, or the
 /// amount spent when the key has no budget of its own.
 fn budget_bar(k: &ClientKeyRow, (spent_uc, reserved_uc): (i64, i64)) -> String {
-    let window = budget_window(k.limits.budget_window).as_str();
+    let window = match budget_window(k.limits.budget_window) {
+        Window::Day => "today",
+        Window::Month => "this month",
+        Window::Total => "in total",
+    };
     let spent = esc(&format_usd_exact(spent_uc));
     let reserved = if reserved_uc > 0 {
         format!(" (+{} reserved)", esc(&format_usd_exact(reserved_uc)))
@@ -255,14 +259,14 @@ fn budget_bar(k: &ClientKeyRow, (spent_uc, reserved_uc): (i64, i64)) -> String {
         String::new()
     };
     let Some(limit_uc) = k.limits.budget_uc else {
-        return format!("<span class=\"muted\">no budget; {spent}{reserved} this {window}</span>");
+        return format!("<span class=\"muted\">no budget; {spent}{reserved} {window}</span>");
     };
     let limit = esc(&format_usd_exact(limit_uc));
     // The meter's numbers are µ¢ as integers: exact, and no float is built.
     format!(
         "<meter min=\"0\" max=\"{limit_uc}\" low=\"{low}\" high=\"{high}\" optimum=\"0\" \
          value=\"{value}\" title=\"{spent} of {limit} USD\">{spent} of {limit}</meter> \
-         <span class=\"budget-figures\">{spent} / {limit} USD per {window}{reserved}</span>",
+         <span class=\"budget-figures\">{spent} / {limit} USD {window}{reserved}</span>",
         low = limit_uc / 10 * 7,
         high = limit_uc / 10 * 9,
         value = spent_uc.clamp(0, limit_uc),
@@ -273,7 +277,7 @@ fn create_form(cx: &Cx, e: &Entered) -> String {
     format!(
         "<section id=\"create\"><h2>Create a key</h2>\
          <form id=\"create-key\" method=\"post\" action=\"/ui/keys\">{csrf}\
-         <label>Name <input name=\"name\" required maxlength=\"128\" value=\"{name}\"></label>\
+         <label>Name <input name=\"name\" required value=\"{name}\"></label>\
          <label>Expires in (days) <input name=\"expires_days\" inputmode=\"numeric\" \
          placeholder=\"never\" value=\"{expires}\"></label>\
          <label>Requests per minute <input name=\"rpm\" inputmode=\"numeric\" \

@@ -123,6 +123,9 @@ fn providers(cx: &Cx, stored: &[ProviderKeyRow]) -> String {
                 last4 = esc(&k.last4),
             );
         }
+        if mine.is_empty() {
+            keys.push_str("<li class=\"muted\">none</li>");
+        }
         let _ = write!(
             rows,
             "<tr data-provider=\"{name}\"><td>{name}</td><td>{protocol}</td>\

@@ -38,6 +38,8 @@
 
 mod assets;
 mod audit;
+mod chart;
+mod format;
 pub mod html;
 mod keys;
 mod overview;
@@ -189,23 +191,31 @@ pub fn csrf_ok(headers: &HeaderMap, session: &UiSession, form: &Form) -> bool {
     token_ok && same_origin(headers) == Some(true)
 }
 
-/// `Some(true)`: the request's `Origin` (or `Referer`) names this host;
-/// `Some(false)`: another, or an opaque origin; `None`: neither header.
+/// `Some(true)`: the request's `Origin` (or `Referer`) names this host —
+/// its `Host`, or the `X-Forwarded-Host` a reverse proxy in front set (a
+/// cross-site form cannot set either); `Some(false)`: another, or an opaque
+/// origin; `None`: neither header.
 pub(crate) fn same_origin(headers: &HeaderMap) -> Option<bool> {
     let source = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))?;
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let authority = source.to_str().ok().and_then(|s| {
         let rest = s
             .strip_prefix("http://")
             .or_else(|| s.strip_prefix("https://"))?;
         Some(rest.split(['/', '?', '#']).next().unwrap_or(""))
     });
-    Some(match (authority, host) {
-        (Some(a), Some(h)) => !a.is_empty() && a.eq_ignore_ascii_case(h.trim()),
-        _ => false,
-    })
+    let Some(authority) = authority.filter(|a| !a.is_empty()) else {
+        return Some(false);
+    };
+    let names_us = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.split(',').next())
+            .is_some_and(|h| authority.eq_ignore_ascii_case(h.trim()))
+    };
+    Some(names_us("host") || names_us("x-forwarded-host"))
 }
 
 /// The session cookie's value, if the request has one.
@@ -236,9 +246,12 @@ where
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` with every
+    // form POST, which the CSRF check must refuse. `same-origin` still keeps
+    // dashboard URLs out of any Referer sent to another site.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -279,7 +292,14 @@ where
     }
     let peer = crate::request_facts::PeerAddr::ip_of(&req).unwrap_or(crate::access::UNKNOWN_PEER);
     let query = req.uri().query().map(str::to_string);
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        // HTTP/2 carries the host in the URI's authority, not in `Host`.
+        parts.headers.insert(header::HOST, v);
+    }
     let form = if method == Method::POST {
         match Limited::new(body, MAX_FORM_BYTES).collect().await {
             Ok(c) => Form::parse(&c.to_bytes()),
@@ -380,6 +400,12 @@ mod tests {
         assert_eq!(same_origin(&other), Some(false));
         let opaque = headers(&[("host", "gw.example"), ("origin", "null")]);
         assert_eq!(same_origin(&opaque), Some(false));
+        let proxied = headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "gw.example"),
+            ("origin", "https://gw.example"),
+        ]);
+        assert_eq!(same_origin(&proxied), Some(true));
         let prefix = headers(&[("host", "gw.example"), ("origin", "http://gw.example.evil")]);
         assert_eq!(same_origin(&prefix), Some(false));
         assert_eq!(same_origin(&headers(&[("host", "gw.example")])), None);

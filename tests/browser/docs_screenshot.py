@@ -22,7 +22,7 @@ from pathlib import Path
 import conftest as c
 from playwright.sync_api import sync_playwright
 
-DAYS = 21
+DAYS = 29
 KEYS = ("web-app", "batch-jobs", "support-bot")
 MIX = (  # (provider call, model, weight)
     ("chat", c.MINI, 6),
@@ -59,7 +59,7 @@ def traffic(gw: c.Gateway, keys: list[str], rng: random.Random, n: int) -> None:
         prompt = f"Question {rng.getrandbits(48)}"
         messages = [{"role": "user", "content": prompt}]
         headers = {
-            "x-mock-usage": f"prompt={rng.randint(2000, 40000)},completion={rng.randint(200, 4000)}"
+            "x-mock-usage": f"prompt={rng.randint(2000, 40000)},completion={rng.randint(200, 2000)}"
         }
         if rng.random() < 0.03:
             headers["x-mock-status"] = str(rng.choice((400, 429, 500)))
@@ -88,7 +88,7 @@ def main() -> None:
     env = c._child_env(TOLLGATE_ADMIN_KEY=c.ADMIN_KEY, TOLLGATE_AUDIT_KEY=c.AUDIT_KEY)
     keys = []
     for name in KEYS:
-        budget = ["--budget-usd", "2", "--budget-window", "month"] if name == "support-bot" else []
+        budget = ["--budget-usd", "5", "--budget-window", "month"] if name == "support-bot" else []
         out_key = subprocess.run(
             [str(binary), "keys", "create", "--name", name, *budget, "--config", str(config)],
             env=env, capture_output=True, text=True, check=True,

@@ -29,21 +29,22 @@ def test_spend_equals_report_costs(ui, gateway):
 
 
 def test_chart_splits(ui, gateway):
+    suite_key = gateway.query("SELECT id FROM client_keys WHERE name = 'browser-suite'")[0][0]
     chart = ui.locator("svg#spend-chart")
     assert chart.count() == 1
-    tips = " ".join(chart.locator("title").all_inner_texts())
+    tips = " ".join(chart.locator("title").all_text_contents())
     assert "openai" in tips and "anthropic" in tips, "split by provider (the default)"
 
-    for split, names in (("model", (MINI, GPT4O, HAIKU)), ("key", ("browser-suite",))):
+    for split, names in (("model", (MINI, GPT4O, HAIKU)), ("key", (suite_key,))):
         with ui.expect_navigation():
             ui.click(f"a.split-{split}")
         assert f"split={split}" in ui.url
-        tips = " ".join(ui.locator("svg#spend-chart title").all_inner_texts())
+        tips = " ".join(ui.locator("svg#spend-chart title").all_text_contents())
         for name in names:
             assert name in tips, f"split={split}: {name} missing from the chart's tooltips"
         shot(ui, f"overview-split-{split}")
 
-    for table, names in (("top-keys", ("browser-suite",)), ("top-models", (MINI, GPT4O, HAIKU))):
+    for table, names in (("top-keys", (suite_key,)), ("top-models", (MINI, GPT4O, HAIKU))):
         text = ui.inner_text(f"table#{table}")
         for name in names:
             assert name in text, f"table#{table} lacks {name}"

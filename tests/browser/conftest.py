@@ -436,9 +436,20 @@ def browser() -> Browser:
         b.close()
 
 
+_PAGE_HEADERS = {
+    "server-timing": re.compile(r"^app;dur=\d+(\.\d+)?$"),
+    "cache-control": re.compile(r"^no-store$"),
+    "x-frame-options": re.compile(r"^DENY$"),
+    "content-security-policy": re.compile(r"^default-src 'self'.*frame-ancestors 'none'$"),
+    "referrer-policy": re.compile(r"."),
+}
+"""What every dashboard page carries (ui-contract)."""
+
+
 class PageWatch:
     """What a page did that a person would call broken: script errors, CSP
-    violations, subresources that failed or came from another origin."""
+    violations, subresources that failed or came from another origin; and
+    pages or assets without the headers the contract gives them."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.origin = gateway.url
@@ -473,6 +484,15 @@ class PageWatch:
         if response.request.resource_type != "document" and response.status >= 400:
             if not (response.status == 401 and "/ui/audit/verify" in response.url):
                 self.problems.append(f"subresource {response.url}: {response.status}")
+        path = urlsplit(response.url).path
+        headers = response.headers
+        if path.startswith("/ui/assets/"):
+            if "max-age" not in headers.get("cache-control", ""):
+                self.problems.append(f"{path}: no long cache lifetime")
+        elif path.startswith("/ui/") and headers.get("content-type", "").startswith("text/html"):
+            for name, want in _PAGE_HEADERS.items():
+                if not want.search(headers.get(name, "")):
+                    self.problems.append(f"{path}: {name}: {headers.get(name)!r}")
 
 
 @pytest.fixture

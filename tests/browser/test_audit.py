@@ -24,8 +24,14 @@ def test_verify_now_reaches_the_head(ui, gateway, traffic):
     shot(ui, "audit")
 
     ui.click("form#verify-now button#verify-button")
+    # Until the run reaches the head (a result of an earlier run may show first), or fails.
     ui.wait_for_function(
-        "() => /^(OK|FAILED)/.test((document.querySelector('#verify-result') || {}).textContent?.trim() || '')",
+        """head => {
+            const el = document.querySelector('#verify-result');
+            const text = el ? el.textContent.trim() : '';
+            return text === `OK — verified up to seq ${head}` || text.startsWith('FAILED');
+        }""",
+        arg=head,
         timeout=UI_TIMEOUT_MS,
     )
     result = ui.inner_text("#verify-result").strip()
@@ -43,6 +49,11 @@ def test_verify_now_reaches_the_head(ui, gateway, traffic):
 
 def test_verify_without_javascript(browser, gateway, traffic):
     """Without JS the form still starts the run; a reload shows the outcome."""
+    # One more entry, so that an earlier run's result cannot pass for this one's.
+    before = gateway.trace_count()
+    assert gateway.chat("gpt-4o-mini").status == 200
+    gateway.wait_traces(before + 1)
+    head = gateway.audit_head_seq()
     ctx = browser.new_context(java_script_enabled=False)
     try:
         page = ctx.new_page()
@@ -54,10 +65,11 @@ def test_verify_without_javascript(browser, gateway, traffic):
         while True:
             page.goto(gateway.ui("audit"))
             result = page.inner_text("#verify-result").strip() if page.locator("#verify-result").count() else ""
-            if OK.match(result) or time.monotonic() > deadline:
+            if result == f"OK — verified up to seq {head}" or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert int(OK.match(result).group(1)) == gateway.audit_head_seq(), result
+        assert result == f"OK — verified up to seq {head}"
+        assert head == gateway.audit_head_seq()
     finally:
         ctx.close()
 

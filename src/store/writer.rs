@@ -188,6 +188,7 @@ impl Writer {
             max_delay: cfg.batch_max_delay,
             books,
             rollup: Rollup::default(),
+            hits: CacheHits::default(),
             warned: WarnOnce::default(),
             stats: stats.clone(),
         };
@@ -213,6 +214,7 @@ struct WriterLoop {
     max_delay: Duration,
     books: Books,
     rollup: Rollup,
+    hits: CacheHits,
     warned: WarnOnce,
     stats: Arc<WriterStats>,
 }
@@ -385,6 +387,7 @@ impl WriterLoop {
         let mut head = audit_sql::head(&tx)?;
         let prices = self.books.prices.current();
         self.rollup.clear();
+        self.hits.clear();
         // The smallest cache size cap of the batch's inserts, if any.
         let mut evict_to: Option<u64> = None;
         let mut done = Committed {
@@ -409,7 +412,7 @@ impl WriterLoop {
                         done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
-                    if let Some(max_bytes) = write_cache(&tx, trace, &cost) {
+                    if let Some(max_bytes) = write_cache(&tx, trace, &cost, &mut self.hits) {
                         evict_to = Some(evict_to.map_or(max_bytes, |m: u64| m.min(max_bytes)));
                     }
                     self.rollup.add(trace, &cost);
@@ -423,6 +426,7 @@ impl WriterLoop {
             head = entry_head.or(head);
             done.heads.push(entry_head);
         }
+        self.hits.flush(&tx);
         if let Some(max_bytes) = evict_to
             && let Err(e) = cache_sql::evict(&tx, now_ms(), max_bytes)
         {
@@ -489,7 +493,7 @@ fn write_request(
     )
 }
 
-/// The exact cache's part of a request: a hit is counted on its entry; an
+/// The exact cache's part of a request: a hit is counted for its entry; an
 /// answer to store is inserted if the request completed with a 2xx from the
 /// target its key names, with the cost just assessed (the saving of later
 /// hits). Returns the size cap to evict down to after an insert.
@@ -497,11 +501,14 @@ fn write_request(
 /// A cache write that fails is logged and skipped: it must never cost the
 /// request its trace (a failed statement rolls back alone; the transaction
 /// goes on).
-fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u64> {
-    if let Some(key) = &trace.cache.hit_key
-        && let Err(e) = cache_sql::record_hit(conn, key, trace.started_at_ms)
-    {
-        tracing::warn!(error = %e, trace_id = %trace.id, "a cache hit could not be counted");
+fn write_cache(
+    conn: &Connection,
+    trace: &Trace,
+    cost: &CostRecord,
+    hits: &mut CacheHits,
+) -> Option<u64> {
+    if let Some(key) = trace.cache.hit_key {
+        hits.add(key, trace.started_at_ms);
     }
     let entry = trace.cache_storable()?;
     match cache_sql::insert(conn, entry, cost.cost_uc, &trace.id) {
@@ -516,6 +523,33 @@ fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u6
         Err(e) => {
             tracing::warn!(error = %e, trace_id = %trace.id, "an answer could not be cached");
             None
+        }
+    }
+}
+
+/// A batch's exact-cache hits per entry: counted on the entries once per
+/// key when the batch ends, not one UPDATE per hit.
+#[derive(Default)]
+struct CacheHits(std::collections::HashMap<[u8; 32], (u64, i64)>);
+
+impl CacheHits {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn add(&mut self, key: [u8; 32], at_ms: i64) {
+        let (n, last) = self.0.entry(key).or_insert((0, at_ms));
+        *n += 1;
+        *last = (*last).max(at_ms);
+    }
+
+    /// A count that fails is logged and dropped: it must never cost the
+    /// batch its traces.
+    fn flush(&self, conn: &Connection) {
+        for (key, (n, last)) in &self.0 {
+            if let Err(e) = cache_sql::record_hits(conn, key, *n, *last) {
+                tracing::warn!(error = %e, hits = n, "cache hits could not be counted");
+            }
         }
     }
 }

@@ -8,7 +8,8 @@
 //! the request path, and the totals are the sums of the rows in the
 //! database. (Requests refused before authentication beyond their address's
 //! sample leave no trace: they are in `tollgate_auth_failures_total` and
-//! `tollgate_auth_throttled_total` only.)
+//! `tollgate_auth_throttled_total` only; a record the database refuses for
+//! good is in `tollgate_writer_records_failed_total` only.)
 //!
 //! Cardinality rule: every label value comes from a bounded set.
 //! * `endpoint`: one of the proxied routes ([`ENDPOINTS`]).
@@ -34,7 +35,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::RwLock;
 
@@ -147,8 +148,8 @@ type Histograms = Family<Target, Histogram, fn() -> Histogram>;
 #[derive(Debug, Default)]
 struct LabelRules {
     per_key: bool,
-    /// `(provider, model)` pairs the providers' `models` lists name.
-    listed: HashSet<(String, String)>,
+    /// Per provider, the models its `models` list names.
+    listed: HashMap<String, HashSet<String>>,
 }
 
 /// What one finished request adds to the series, its labels resolved.
@@ -229,7 +230,10 @@ impl RequestMetrics {
     pub fn configure(&self, per_key: bool, listed: impl IntoIterator<Item = (String, String)>) {
         let mut rules = self.rules.write().unwrap_or_else(|e| e.into_inner());
         rules.per_key = per_key;
-        rules.listed = listed.into_iter().collect();
+        rules.listed.clear();
+        for (provider, model) in listed {
+            rules.listed.entry(provider).or_default().insert(model);
+        }
     }
 
     /// What `trace` adds, with `cost_uc` the cost assessed for it and
@@ -238,9 +242,7 @@ impl RequestMetrics {
         let rules = self.rules.read().unwrap_or_else(|e| e.into_inner());
         let provider = trace.provider.as_deref().filter(|p| !p.is_empty());
         let model = match (provider, trace.model_resolved.as_deref()) {
-            (Some(p), Some(m))
-                if priced || rules.listed.contains(&(p.to_string(), m.to_string())) =>
-            {
+            (Some(p), Some(m)) if priced || rules.listed.get(p).is_some_and(|l| l.contains(m)) => {
                 m.to_string()
             }
             (_, Some(m)) if !m.is_empty() => "other".to_string(),

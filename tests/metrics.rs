@@ -584,17 +584,17 @@ async fn client_key_labels_only_when_configured() {
     let page = parse(&text);
     gw.stop().await;
     for (id, requests) in [(&id_a, 2), (&id_b, 1)] {
-        let key = [("key", id.as_str()), ("model", "gpt-4o-mini")];
+        let key = [("client_key", id.as_str()), ("model", "gpt-4o-mini")];
         assert_eq!(one(&page, "tollgate_requests_total", &key), requests);
         assert_eq!(
             one(&page, "tollgate_cost_microcents_total", &key),
             requests * TEST_USAGE_COST_UC as u64
         );
-        let output = [("key", id.as_str()), ("kind", "output")];
+        let output = [("client_key", id.as_str()), ("kind", "output")];
         assert_eq!(one(&page, "tollgate_tokens_total", &output), requests * 100);
     }
     // Latency is per model only, whatever the keys.
     for s in series(&page, "tollgate_request_duration_seconds_count") {
-        assert!(!s.labels.contains_key("key"), "{s:?}");
+        assert!(!s.labels.contains_key("client_key"), "{s:?}");
     }
 }

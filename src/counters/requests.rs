@@ -22,7 +22,7 @@
 //! * `status_class`: `1xx` .. `5xx` (`other` for anything else).
 //! * `kind` (tokens): `input`, `output`, `cached_input`, `cache_creation`,
 //!   `reasoning`. `module` (refusals): `rate_limit`, `budget`, `breaker`.
-//! * `key`, the client key id, on requests, tokens and cost only with
+//! * `client_key`, the client key id, on requests, tokens and cost only with
 //!   `[metrics] per_key_labels = true` (keys are made by the operator, so
 //!   bounded by the keys table; `none` without a key).
 //!
@@ -82,7 +82,7 @@ struct Key(Option<String>);
 impl EncodeLabelSet for Key {
     fn encode(&self, enc: &mut LabelSetEncoder) -> fmt::Result {
         match &self.0 {
-            Some(key) => label(enc, "key", key),
+            Some(key) => label(enc, "client_key", key),
             None => Ok(()),
         }
     }
@@ -398,7 +398,7 @@ mod tests {
             )), "{out}");
         }
         assert!(!out.contains("client-made-up"), "{out}");
-        assert!(!out.contains("key="), "{out}");
+        assert!(!out.contains("client_key="), "{out}");
     }
 
     #[test]
@@ -408,7 +408,7 @@ mod tests {
         m.record(m.observe(&trace("gpt"), Some(1_234), true));
         let out = text(&m);
         assert!(
-            out.contains("tollgate_cost_microcents_total{provider=\"openai\",model=\"gpt\",key=\"key-1\"} 1234"),
+            out.contains("tollgate_cost_microcents_total{provider=\"openai\",model=\"gpt\",client_key=\"key-1\"} 1234"),
             "{out}"
         );
     }

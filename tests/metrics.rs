@@ -2,10 +2,10 @@
 //! `promtool check metrics` where installed — `.ci/run` installs it — and
 //! by a strict parser here), and its per-request series count every traced
 //! request exactly once: after a mix of successes, streams, a cache hit,
-//! upstream 4xx and 5xx, an unroutable model, a refused key and a rate-limit
-//! refusal, the requests per label set, the tokens per kind and the
-//! micro-cents per model equal what the SQLite file holds, and the
-//! histograms counted each request. Model labels stay bounded (names a
+//! upstream 4xx and 5xx, an unroutable model, a refused key, and rate-limit,
+//! budget and breaker refusals, the requests per label set, the tokens per
+//! kind and the micro-cents per model equal what the SQLite file holds, and
+//! the histograms counted each request. Model labels stay bounded (names a
 //! client makes up are `other`); client key labels appear only when
 //! configured.
 
@@ -256,104 +256,51 @@ fn provider_label(provider: Option<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_parses_and_counts_every_request_once_with_the_databases_sums() {
-    let mut gw = Gateway::start_with(MockConfig::default(), &config("")).await;
+    // A breaker opens at the first failure.
+    let mut gw = Gateway::start_with(
+        MockConfig::default(),
+        &config("[modules.breaker]\nfailures = 1\n"),
+    )
+    .await;
     let (_, key) = create_key(&gw, json!({"name": "a"})).await;
     let (_, limited) = create_key(&gw, json!({"name": "b", "rpm": 1})).await;
+    let (_, broke) = create_key(
+        &gw,
+        json!({"name": "c", "budget_usd": "0.00000001", "budget_window": "total"}),
+    )
+    .await;
     const CHAT: &str = "/v1/chat/completions";
     const MESSAGES: &str = "/v1/messages";
-    let usage = |u: &'static str| [("x-mock-usage", u)];
-
-    let mut sent = Vec::new();
-    let first = body(CHAT, "gpt-4o-mini", false, "one");
-    sent.push(send(&gw, &key, CHAT, &first, &usage(TEST_USAGE)).await);
-    sent.push(
-        send(
-            &gw,
-            &key,
-            CHAT,
-            &body(CHAT, "gpt-4o-mini", true, "two"),
-            &usage(TEST_USAGE),
-        )
-        .await,
-    );
-    sent.push(
-        send(
-            &gw,
-            &key,
-            CHAT,
-            &body(CHAT, "gpt-4o-mini", false, "three"),
-            &usage("prompt=7,completion=9,cached=2,reasoning=5"),
-        )
-        .await,
-    );
-    sent.push(
-        send(
-            &gw,
-            &key,
-            MESSAGES,
-            &body(MESSAGES, "claude-haiku-4-5", true, "four"),
-            &usage("prompt=20,completion=30,cached=3,cache_write=4"),
-        )
-        .await,
-    );
-    // The first request again: a cache hit.
-    sent.push(send(&gw, &key, CHAT, &first, &usage(TEST_USAGE)).await);
-    sent.push(
-        send(
-            &gw,
-            &key,
-            CHAT,
-            &body(CHAT, "gpt-4o-mini", false, "4xx"),
-            &[("x-mock-status", "400")],
-        )
-        .await,
-    );
-    sent.push(
-        send(
-            &gw,
-            &key,
-            CHAT,
-            &body(CHAT, "gpt-4o-mini", false, "5xx"),
-            &[("x-mock-status", "503")],
-        )
-        .await,
-    );
-    // Names a client makes up, passed through to the provider: one label.
-    for made_up in ["made-up-model-1", "made-up-model-2"] {
-        let b = body(CHAT, &format!("openai/{made_up}"), false, made_up);
-        sent.push(send(&gw, &key, CHAT, &b, &usage(TEST_USAGE)).await);
+    const USAGE: (&str, &str) = ("x-mock-usage", TEST_USAGE);
+    // (key, path, model, stream, text (distinct: its own cache key), headers, status)
+    #[rustfmt::skip]
+    let requests: &[(&str, &str, &str, bool, &str, &[(&str, &str)], u16)] = &[
+        (&key, CHAT, "gpt-4o-mini", false, "one", &[USAGE], 200),
+        (&key, CHAT, "gpt-4o-mini", true, "two", &[USAGE], 200),
+        (&key, CHAT, "gpt-4o-mini", false, "three",
+            &[("x-mock-usage", "prompt=7,completion=9,cached=2,reasoning=5")], 200),
+        (&key, MESSAGES, "claude-haiku-4-5", true, "four",
+            &[("x-mock-usage", "prompt=20,completion=30,cached=3,cache_write=4")], 200),
+        // The first request again: a cache hit.
+        (&key, CHAT, "gpt-4o-mini", false, "one", &[USAGE], 200),
+        (&key, CHAT, "gpt-4o-mini", false, "4xx", &[("x-mock-status", "400")], 400),
+        // A 5xx opens gpt-4o's breaker: the next request to it is refused.
+        (&key, CHAT, "openai/gpt-4o", false, "5xx", &[("x-mock-status", "503")], 503),
+        (&key, CHAT, "openai/gpt-4o", false, "breaker", &[USAGE], 503),
+        // Names a client makes up, passed through to the provider: one label.
+        (&key, CHAT, "openai/made-up-model-1", false, "m1", &[USAGE], 200),
+        (&key, CHAT, "openai/made-up-model-2", false, "m2", &[USAGE], 200),
+        (&key, CHAT, "no-such-model", false, "x", &[], 404),
+        ("tg-wrong-key", CHAT, "gpt-4o-mini", false, "y", &[], 401),
+        (&limited, CHAT, "gpt-4o-mini", false, "rpm-1", &[USAGE], 200),
+        (&limited, CHAT, "gpt-4o-mini", false, "rpm-2", &[USAGE], 429),
+        (&broke, CHAT, "gpt-4o-mini", false, "budget", &[USAGE], 402),
+    ];
+    for (key, path, model, stream, text, headers, status) in requests {
+        let b = body(path, model, *stream, text);
+        assert_eq!(send(&gw, key, path, &b, headers).await, *status, "{text}");
     }
-    sent.push(
-        send(
-            &gw,
-            &key,
-            CHAT,
-            &body(CHAT, "no-such-model", false, "x"),
-            &[],
-        )
-        .await,
-    );
-    sent.push(
-        send(
-            &gw,
-            "tg-wrong-key",
-            CHAT,
-            &body(CHAT, "gpt-4o-mini", false, "y"),
-            &[],
-        )
-        .await,
-    );
-    for text in ["rpm-1", "rpm-2"] {
-        let b = body(CHAT, "gpt-4o-mini", false, text);
-        sent.push(send(&gw, &limited, CHAT, &b, &usage(TEST_USAGE)).await);
-    }
-    assert_eq!(
-        sent,
-        [
-            200, 200, 200, 200, 200, 400, 503, 200, 200, 404, 401, 200, 429
-        ]
-    );
-    let n = sent.len() as i64;
+    let n = requests.len() as i64;
     assert_eq!(gw.wait_traces(n).await, n);
 
     let text = page_counting(&gw, n as u64).await;
@@ -517,30 +464,16 @@ async fn the_page_parses_and_counts_every_request_once_with_the_databases_sums()
     }
 
     // Modules and the cache.
-    assert_eq!(
-        one(
+    for module in ["rate_limit", "budget", "breaker"] {
+        let refusals = one(
             &page,
             "tollgate_module_refusals_total",
-            &[("module", "rate_limit")]
-        ),
-        1
-    );
-    assert_eq!(
-        one(
-            &page,
-            "tollgate_module_refusals_total",
-            &[("module", "budget")]
-        ),
-        0
-    );
-    assert_eq!(
-        one(
-            &page,
-            "tollgate_module_refusals_total",
-            &[("module", "breaker")]
-        ),
-        0
-    );
+            &[("module", module)],
+        );
+        assert_eq!(refusals, 1, "{module}");
+    }
+    let open = [("provider", "openai"), ("model", "gpt-4o")];
+    assert_eq!(one(&page, "tollgate_breaker_state", &open), 2);
     assert_eq!(one(&page, "tollgate_cache_hits_total", &[]), 1);
 
     // The writer: one batch-size and one commit-time observation per

@@ -254,6 +254,18 @@ fn provider_label(provider: Option<String>) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
+/// One request of the mix: key, path, model, stream, text (distinct: its
+/// own cache key), headers, and the status it gets.
+type Mixed<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    bool,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_parses_and_counts_every_request_once_with_the_databases_sums() {
     // A breaker opens at the first failure.
@@ -272,9 +284,8 @@ async fn the_page_parses_and_counts_every_request_once_with_the_databases_sums()
     const CHAT: &str = "/v1/chat/completions";
     const MESSAGES: &str = "/v1/messages";
     const USAGE: (&str, &str) = ("x-mock-usage", TEST_USAGE);
-    // (key, path, model, stream, text (distinct: its own cache key), headers, status)
     #[rustfmt::skip]
-    let requests: &[(&str, &str, &str, bool, &str, &[(&str, &str)], u16)] = &[
+    let requests: &[Mixed] = &[
         (&key, CHAT, "gpt-4o-mini", false, "one", &[USAGE], 200),
         (&key, CHAT, "gpt-4o-mini", true, "two", &[USAGE], 200),
         (&key, CHAT, "gpt-4o-mini", false, "three",

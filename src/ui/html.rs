@@ -27,20 +27,6 @@ pub fn url_component(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A unix-ms time as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc_time(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!(
-            "{} {:02}:{:02}:{:02} UTC",
-            t.date(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => ms.to_string(),
-    }
-}
-
 /// Which nav entry is the current page.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Nav {

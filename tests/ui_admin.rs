@@ -822,3 +822,66 @@ async fn no_page_shows_a_secret() {
         }
     }
 }
+
+async fn proxied_id(gw: &Gateway) -> String {
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let id = request_id(&resp);
+    resp.bytes().await.unwrap();
+    id
+}
+
+async fn chain_status(ui: &Ui, trace: &str) -> String {
+    let page = ui.get(&format!("/ui/traces/{trace}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    text(&page.body, &id("chain-status")).expect("#chain-status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_page_says_verified_only_up_to_the_last_ok_verification() {
+    let gw = Gateway::start().await;
+    let before = proxied_id(&gw).await;
+    gw.wait_traces(1).await;
+    let ui = Ui::sign_in(&gw).await;
+    assert!(
+        chain_status(&ui, &before)
+            .await
+            .starts_with("not verified yet")
+    );
+
+    let done = ui.verify_now().await;
+    assert_eq!(done["ok"], true, "{done}");
+    let head = done["head_seq"].as_i64().unwrap();
+    let after = proxied_id(&gw).await;
+    gw.wait_traces(2).await;
+    assert_eq!(
+        chain_status(&ui, &before).await,
+        format!("verified — the chain verified up to seq {head}")
+    );
+    assert!(
+        chain_status(&ui, &after)
+            .await
+            .starts_with("not verified yet")
+    );
+
+    // A failed run withdraws the claim.
+    let rw = Connection::open_with_flags(&gw.db, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    rw.busy_timeout(Duration::from_secs(5)).unwrap();
+    rw.execute(
+        "UPDATE audit_log SET actor = actor || 'x' WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    drop(rw);
+    assert_eq!(ui.verify_now().await["ok"], false);
+    assert!(
+        chain_status(&ui, &before)
+            .await
+            .starts_with("not verified yet")
+    );
+}

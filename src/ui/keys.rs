@@ -5,7 +5,7 @@
 //! `POST /admin/v1/keys/{id}/revoke` are.
 
 use super::format;
-use super::html::esc;
+use super::html::{esc, form_error};
 use super::{Cx, Nav, redirect};
 use crate::access::limits::budget_window;
 use crate::admin::error::AdminError;
@@ -137,13 +137,6 @@ async fn revoke(cx: &Cx, id: &str) -> Response<Body> {
             list(cx, status, &form_error(&e.to_string()), &Entered::default()).await
         }
     }
-}
-
-fn form_error(message: &str) -> String {
-    format!(
-        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
-        esc(message)
-    )
 }
 
 /// The page: `notice` (a created key or an error) above the list and the

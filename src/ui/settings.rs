@@ -6,7 +6,7 @@
 //! request.
 
 use super::format;
-use super::html::esc;
+use super::html::{esc, form_error};
 use super::{Cx, Nav, redirect};
 use crate::admin::handlers;
 use crate::http::Body;
@@ -49,13 +49,6 @@ async fn toggle(cx: &Cx, name: &str) -> Response<Body> {
             page(cx, status, &form_error(&e.to_string())).await
         }
     }
-}
-
-fn form_error(message: &str) -> String {
-    format!(
-        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
-        esc(message)
-    )
 }
 
 async fn page(cx: &Cx, status: StatusCode, notice: &str) -> Response<Body> {

@@ -1,10 +1,12 @@
 //! The dashboard's Keys, Audit and Settings pages, black-box over a real
 //! socket: a key created in the form is shown once and then authenticates
 //! proxied requests, a revoked one is refused, both are audited; refused
-//! forms change nothing; "verify now" reports OK with the head, and the
-//! first tampered entry after a byte of it is changed in the file; the
-//! checkpoint file downloads; a module toggle applies to the next request;
-//! no page shows a secret.
+//! forms change nothing; "verify now" reports OK with the head (keyed
+//! ledgers with the gateway's key), sees one consistent ledger while
+//! traffic commits, and reports the first tampered entry after a byte of
+//! it is changed in the file; the trace page's chain status follows it;
+//! the checkpoint file downloads; a module toggle applies to the next
+//! request; budget use is a meter; no page shows a secret.
 
 mod common;
 
@@ -919,4 +921,31 @@ async fn verify_now_during_traffic_sees_one_consistent_ledger() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(traffic.await.unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_ledger_is_shown_keyed_and_verified_with_the_gateways_key() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("audit.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        &format!("[audit]\nkey_file = \"{}\"\n", key_file.display()),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(proxied(&gw, None).await, 200);
+    }
+    gw.wait_traces(3).await;
+    let ui = Ui::sign_in(&gw).await;
+    let page = ui.get("/ui/audit").await;
+    assert_eq!(text(&page.body, &id("keyed")).as_deref(), Some("keyed"));
+    assert!(
+        !page.body.contains(&"5a".repeat(32)),
+        "the audit key is not shown"
+    );
+    let done = ui.verify_now().await;
+    assert_eq!(done["ok"], true, "{done}");
+    let head: i64 = value(&gw.db(), "SELECT max(seq) FROM audit_log", []);
+    assert_eq!(done["head_seq"], head);
 }

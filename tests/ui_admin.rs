@@ -270,6 +270,7 @@ async fn a_key_created_in_the_form_is_shown_once_authenticates_and_is_audited() 
         "the plaintext appears once, in code#new-key"
     );
     assert!(answer.location.is_none());
+    assert_eq!(answer.headers["cache-control"], "no-store", "never cached");
 
     // The proxy accepts it; no key, no entry.
     assert_eq!(proxied(&gw, Some(&plaintext)).await, 200);

@@ -102,6 +102,11 @@ impl App {
         let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
         let breakers = access_sql::breaker_states(&conn).map_err(StoreError::from)?;
         let semantic = load_semantic(&conn, modules.semantic_cache.max_entries)?;
+        let verify_job = crate::audit::job::VerifyJob::new(
+            config.store.clone(),
+            key.clone(),
+            config.checkpoint_path(),
+        );
         let books = Books {
             prices: prices.clone(),
             key,
@@ -154,6 +159,7 @@ impl App {
             store::breaker_sink::BreakerSink(handle.clone()),
         ));
         breaker.load(breakers);
+        let config_ui_ttl = config.ui.session_ttl;
         let state = Arc::new(AppState {
             config,
             modules,
@@ -176,6 +182,8 @@ impl App {
             file_prices,
             cache,
             semantic,
+            ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
+            verify_job,
         });
         Ok(App {
             state,

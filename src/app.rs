@@ -142,6 +142,12 @@ impl App {
                 tracing::warn!(provider = %p.name, "no API key: {env} is not set; requests to this provider will fail");
             }
         }
+        handle.stats().requests.configure(
+            config.metrics.per_key_labels,
+            providers
+                .iter()
+                .flat_map(|p| p.models.iter().map(|m| (p.name.clone(), m.clone()))),
+        );
         let router = Router::new(providers, &aliases);
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());

@@ -350,6 +350,22 @@ async fn the_dashboard_can_be_switched_off() {
     let gw = Gateway::start_with(MockConfig::default(), "[ui]\nenabled = false\n").await;
     let resp = http().get(gw.url("/ui/login")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    let secure = Gateway::start_with(MockConfig::default(), "[ui]\nsecure_cookie = true\n").await;
+    let resp = post_form(
+        &secure,
+        "/ui/login",
+        None,
+        Some(&origin(&secure)),
+        &[("admin_key", ADMIN_KEY)],
+    )
+    .await;
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
+    );
 }
 
 /// Every `data-request-id` on a trace list page, in order.
@@ -814,4 +830,28 @@ async fn overview_cache_section_shows_the_saving_report_costs_shows() {
     let cookie = sign_in(&gw_off).await;
     let html = page(&gw_off, "/ui/", &cookie).await;
     assert!(html.contains("<section id=\"cache\"><h2>Cache</h2><p class=\"module-off\">off</p>"));
+}
+
+#[tokio::test]
+async fn a_session_ends_after_its_ttl() {
+    let gw = Gateway::start_with(MockConfig::default(), "[ui]\nsession_ttl_secs = 1\n").await;
+    let resp = post_form(
+        &gw,
+        "/ui/login",
+        None,
+        Some(&origin(&gw)),
+        &[("admin_key", ADMIN_KEY)],
+    )
+    .await;
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set.contains("; Max-Age=1"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    assert_eq!(
+        get(&gw, "/ui/traces", &cookie).await.status(),
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let after = get(&gw, "/ui/traces", &cookie).await;
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()["location"], "/ui/login");
 }

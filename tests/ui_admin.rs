@@ -1,10 +1,12 @@
 //! The dashboard's Keys, Audit and Settings pages, black-box over a real
 //! socket: a key created in the form is shown once and then authenticates
 //! proxied requests, a revoked one is refused, both are audited; refused
-//! forms change nothing; "verify now" reports OK with the head, and the
-//! first tampered entry after a byte of it is changed in the file; the
-//! checkpoint file downloads; a module toggle applies to the next request;
-//! no page shows a secret.
+//! forms change nothing; "verify now" reports OK with the head (keyed
+//! ledgers with the gateway's key), sees one consistent ledger while
+//! traffic commits, and reports the first tampered entry after a byte of
+//! it is changed in the file; the trace page's chain status follows it;
+//! the checkpoint file downloads; a module toggle applies to the next
+//! request; budget use is a meter; no page shows a secret.
 
 mod common;
 
@@ -268,6 +270,7 @@ async fn a_key_created_in_the_form_is_shown_once_authenticates_and_is_audited() 
         "the plaintext appears once, in code#new-key"
     );
     assert!(answer.location.is_none());
+    assert_eq!(answer.headers["cache-control"], "no-store", "never cached");
 
     // The proxy accepts it; no key, no entry.
     assert_eq!(proxied(&gw, Some(&plaintext)).await, 200);
@@ -821,4 +824,129 @@ async fn no_page_shows_a_secret() {
             }
         }
     }
+}
+
+async fn proxied_id(gw: &Gateway) -> String {
+    let resp = client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&chat("gpt-4o-mini", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let id = request_id(&resp);
+    resp.bytes().await.unwrap();
+    id
+}
+
+async fn chain_status(ui: &Ui, trace: &str) -> String {
+    let page = ui.get(&format!("/ui/traces/{trace}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    text(&page.body, &id("chain-status")).expect("#chain-status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trace_page_says_verified_only_up_to_the_last_ok_verification() {
+    let gw = Gateway::start().await;
+    let before = proxied_id(&gw).await;
+    gw.wait_traces(1).await;
+    let ui = Ui::sign_in(&gw).await;
+    assert!(
+        chain_status(&ui, &before)
+            .await
+            .starts_with("not verified yet")
+    );
+
+    let done = ui.verify_now().await;
+    assert_eq!(done["ok"], true, "{done}");
+    let head = done["head_seq"].as_i64().unwrap();
+    let after = proxied_id(&gw).await;
+    gw.wait_traces(2).await;
+    assert_eq!(
+        chain_status(&ui, &before).await,
+        format!("verified — the chain verified up to seq {head}")
+    );
+    assert!(
+        chain_status(&ui, &after)
+            .await
+            .starts_with("not verified yet")
+    );
+
+    // A failed run withdraws the claim.
+    let rw = Connection::open_with_flags(&gw.db, OpenFlags::SQLITE_OPEN_READ_WRITE).unwrap();
+    rw.busy_timeout(Duration::from_secs(5)).unwrap();
+    rw.execute(
+        "UPDATE audit_log SET actor = actor || 'x' WHERE seq = 1",
+        [],
+    )
+    .unwrap();
+    drop(rw);
+    assert_eq!(ui.verify_now().await["ok"], false);
+    assert!(
+        chain_status(&ui, &before)
+            .await
+            .starts_with("not verified yet")
+    );
+}
+
+/// While requests keep committing, every run sees the ledger as of one
+/// moment: no trace committed after the last entry was read is taken for
+/// one without an entry (a read outside the snapshot would report a
+/// `RecordMissing` that is not there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_now_during_traffic_sees_one_consistent_ledger() {
+    let gw = Gateway::start().await;
+    let ui = Ui::sign_in(&gw).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (stop, url) = (stop.clone(), gw.url("/v1/chat/completions"));
+        tokio::spawn(async move {
+            let http = client();
+            let mut sent = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let resp = http
+                    .post(&url)
+                    .json(&chat("gpt-4o-mini", false))
+                    .send()
+                    .await;
+                resp.unwrap().bytes().await.unwrap();
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            sent
+        })
+    };
+    for run in 0..40 {
+        let done = ui.verify_now().await;
+        assert_eq!(done["ok"], true, "run {run}: {done}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(traffic.await.unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_ledger_is_shown_keyed_and_verified_with_the_gateways_key() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("audit.key");
+    std::fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        &format!("[audit]\nkey_file = \"{}\"\n", key_file.display()),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(proxied(&gw, None).await, 200);
+    }
+    gw.wait_traces(3).await;
+    let ui = Ui::sign_in(&gw).await;
+    let page = ui.get("/ui/audit").await;
+    assert_eq!(text(&page.body, &id("keyed")).as_deref(), Some("keyed"));
+    assert!(
+        !page.body.contains(&"5a".repeat(32)),
+        "the audit key is not shown"
+    );
+    let done = ui.verify_now().await;
+    assert_eq!(done["ok"], true, "{done}");
+    let head: i64 = value(&gw.db(), "SELECT max(seq) FROM audit_log", []);
+    assert_eq!(done["head_seq"], head);
 }

@@ -4,7 +4,8 @@
 //! `GET /ui/audit/verify` (without JavaScript the page shows the state on
 //! reload); and the checkpoint file to download.
 
-use super::html::{esc, utc_time};
+use super::format;
+use super::html::esc;
 use super::{Cx, Nav, json, redirect};
 use crate::audit::checkpoint::Anchor;
 use crate::audit::encoding::to_hex;
@@ -103,7 +104,7 @@ async fn page(cx: &Cx) -> Response<Body> {
         Ok(Some((anchor, at_ms))) => format!(
             "seq <span class=\"seq\">{}</span> at {}",
             anchor.seq,
-            esc(&utc_time(*at_ms))
+            format::time(*at_ms) + " UTC"
         ),
         Ok(None) => "none".to_string(),
         Err(e) => format!("unreadable: {}", esc(e)),
@@ -151,7 +152,7 @@ fn verify_section(cx: &Cx, s: &JobStatus) -> String {
         Some(at) if s.state == JobState::Done => {
             format!(
                 " <span class=\"muted\">(finished {})</span>",
-                esc(&utc_time(at))
+                format::time(at) + " UTC"
             )
         }
         _ => String::new(),

@@ -27,20 +27,6 @@ pub fn url_component(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// A unix-ms time as `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn utc_time(ms: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) {
-        Ok(t) => format!(
-            "{} {:02}:{:02}:{:02} UTC",
-            t.date(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => ms.to_string(),
-    }
-}
-
 /// Which nav entry is the current page.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Nav {
@@ -110,6 +96,14 @@ pub fn bare(title: &str, content: &str) -> String {
         esc(title)
     );
     out
+}
+
+/// Why a form was refused, as `p#form-error` (one per page).
+pub fn form_error(message: &str) -> String {
+    format!(
+        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
+        esc(message)
+    )
 }
 
 /// The hidden `csrf` input every mutating form carries.

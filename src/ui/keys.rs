@@ -4,13 +4,13 @@
 //! are checked, committed and audited exactly as `POST /admin/v1/keys` and
 //! `POST /admin/v1/keys/{id}/revoke` are.
 
-use super::html::{esc, utc_time};
+use super::format;
+use super::html::{esc, form_error};
 use super::{Cx, Nav, redirect};
 use crate::access::limits::budget_window;
 use crate::admin::error::AdminError;
 use crate::admin::handlers;
 use crate::http::Body;
-use crate::ledger::money::format_usd_exact;
 use crate::store::access_sql::{self, ClientKeyRow};
 use http::{Method, Response, StatusCode};
 use serde_json::{Map, Value};
@@ -139,13 +139,6 @@ async fn revoke(cx: &Cx, id: &str) -> Response<Body> {
     }
 }
 
-fn form_error(message: &str) -> String {
-    format!(
-        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
-        esc(message)
-    )
-}
-
 /// The page: `notice` (a created key or an error) above the list and the
 /// create form.
 async fn list(cx: &Cx, status: StatusCode, notice: &str, entered: &Entered) -> Response<Body> {
@@ -213,10 +206,10 @@ fn row(out: &mut String, cx: &Cx, k: &ClientKeyRow, usage: (i64, i64), now: i64)
          <td class=\"key-budget\">{budget}</td><td>{action}</td></tr>",
         prefix = esc(&k.prefix),
         name = esc(&k.name),
-        created = esc(&utc_time(k.created_at_ms)),
+        created = format::time(k.created_at_ms) + " UTC",
         expires = k
             .expires_at_ms
-            .map_or_else(|| "never".to_string(), |t| esc(&utc_time(t))),
+            .map_or_else(|| "never".to_string(), |t| format::time(t) + " UTC"),
         limits = limits(k),
         budget = budget_bar(k, usage),
     );
@@ -252,16 +245,16 @@ fn budget_bar(k: &ClientKeyRow, (spent_uc, reserved_uc): (i64, i64)) -> String {
         Window::Month => "this month",
         Window::Total => "in total",
     };
-    let spent = esc(&format_usd_exact(spent_uc));
+    let spent = format::usd(spent_uc);
     let reserved = if reserved_uc > 0 {
-        format!(" (+{} reserved)", esc(&format_usd_exact(reserved_uc)))
+        format!(" (+{} reserved)", format::usd(reserved_uc))
     } else {
         String::new()
     };
     let Some(limit_uc) = k.limits.budget_uc else {
         return format!("<span class=\"muted\">no budget; {spent}{reserved} {window}</span>");
     };
-    let limit = esc(&format_usd_exact(limit_uc));
+    let limit = format::usd(limit_uc);
     // The meter's numbers are µ¢ as integers: exact, and no float is built.
     format!(
         "<meter min=\"0\" max=\"{limit_uc}\" low=\"{low}\" high=\"{high}\" optimum=\"0\" \

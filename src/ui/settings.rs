@@ -5,7 +5,8 @@
 //! so the same validation and audit entry — and applies to the next
 //! request.
 
-use super::html::{esc, utc_time};
+use super::format;
+use super::html::{esc, form_error};
 use super::{Cx, Nav, redirect};
 use crate::admin::handlers;
 use crate::http::Body;
@@ -48,13 +49,6 @@ async fn toggle(cx: &Cx, name: &str) -> Response<Body> {
             page(cx, status, &form_error(&e.to_string())).await
         }
     }
-}
-
-fn form_error(message: &str) -> String {
-    format!(
-        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
-        esc(message)
-    )
 }
 
 async fn page(cx: &Cx, status: StatusCode, notice: &str) -> Response<Body> {
@@ -113,7 +107,7 @@ fn providers(cx: &Cx, stored: &[ProviderKeyRow]) -> String {
         for k in &mine {
             let state = match k.disabled_at_ms {
                 None => "in use".to_string(),
-                Some(at) => format!("set aside {}", esc(&utc_time(at))),
+                Some(at) => format!("set aside {} UTC", format::time(at)),
             };
             let _ = write!(
                 keys,
@@ -179,7 +173,10 @@ fn breakers_table(list: &Value) -> String {
                 <p id=\"no-breakers\" class=\"muted\">No breaker has tripped.</p></section>"
             .to_string();
     }
-    let time = |v: &Value| v.as_i64().map_or_else(String::new, |ms| esc(&utc_time(ms)));
+    let time = |v: &Value| {
+        v.as_i64()
+            .map_or_else(String::new, |ms| format::time(ms) + " UTC")
+    };
     let mut rows = String::new();
     for b in list {
         let text = |field: &str| esc(b[field].as_str().unwrap_or(""));

@@ -56,3 +56,12 @@ def test_request_and_latency_figures(ui, gateway, traffic):
     assert requests == gateway.trace_count()
     for el in ("error-rate-30d", "latency-p50", "latency-p95", "ttfb-p50", "ttfb-p95"):
         assert ui.inner_text(f"#{el}").strip(), f"#{el} is empty"
+
+
+def test_breakers_section(ui, gateway, traffic):
+    """The 503 (tried twice) left gpt-4o's breaker closed with two failures. A breaker
+    that never opened has no opening time to show: no 1970 date."""
+    row = ui.locator("section#breakers tr", has_text=f"openai/{GPT4O}")
+    text = row.inner_text()
+    assert "closed" in text and "2" in text, text
+    assert "1970" not in ui.inner_text("section#breakers")

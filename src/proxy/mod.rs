@@ -11,6 +11,7 @@ mod admission;
 mod body;
 pub mod cache;
 pub mod error;
+mod guard_response;
 mod key_recheck;
 pub mod models;
 mod request;
@@ -139,7 +140,7 @@ where
         Ok(request::Ready::Forward(mut prepared)) => {
             pending.governed = prepared.governed.take();
             match upstream::send(state, *prepared, &mut pending.trace).await {
-                Ok(call) => ObservedBody::respond(state, call, pending),
+                Ok(call) => ObservedBody::respond(state, call, pending).await,
                 Err(e) => fail(e, protocol, pending),
             }
         }

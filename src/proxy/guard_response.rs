@@ -77,13 +77,11 @@ pub fn plan(state: &AppState, trace: &Trace, success: bool) -> Option<Result<Pla
         || !settings.deny_literals.is_empty()
         || key_rules;
     let scan_limit = usize::try_from(settings.scan_limit_bytes).unwrap_or(usize::MAX);
-    active.then(|| {
-        Ok(Plan {
-            scan_limit,
-            guard,
-            key_id,
-        })
-    })
+    active.then_some(Ok(Plan {
+        scan_limit,
+        guard,
+        key_id,
+    }))
 }
 
 impl Plan {

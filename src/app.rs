@@ -170,6 +170,7 @@ impl App {
             file_prices,
             cache,
             semantic,
+            guard: Default::default(),
         });
         Ok(App {
             state,

@@ -11,6 +11,7 @@ mod admission;
 mod body;
 pub mod cache;
 pub mod error;
+pub mod guardrails;
 mod key_recheck;
 pub mod models;
 mod request;
@@ -135,6 +136,7 @@ where
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
     let ready = request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await;
     let cache_status = pending.trace.cache.status;
+    let redacted = guardrails::redacted(&pending.trace);
     let mut response = match ready {
         Ok(request::Ready::Forward(mut prepared)) => {
             pending.governed = prepared.governed.take();
@@ -143,10 +145,15 @@ where
                 Err(e) => fail(e, protocol, pending),
             }
         }
-        Ok(request::Ready::Cached(hit)) => return serve_hit(hit, pending),
+        Ok(request::Ready::Cached(hit)) => {
+            let mut response = serve_hit(hit, pending);
+            guardrails::report(&mut response, redacted);
+            return response;
+        }
         Err(e) => fail(e, protocol, pending),
     };
     cache::report(&mut response, cache_status, false);
+    guardrails::report(&mut response, redacted);
     response
 }
 

@@ -12,6 +12,7 @@ mod body;
 pub mod cache;
 pub mod error;
 mod guard_response;
+pub mod guardrails;
 mod key_recheck;
 pub mod models;
 mod request;
@@ -136,6 +137,7 @@ where
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
     let ready = request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await;
     let cache_status = pending.trace.cache.status;
+    let redacted = guardrails::redacted(&pending.trace);
     let mut response = match ready {
         Ok(request::Ready::Forward(mut prepared)) => {
             pending.governed = prepared.governed.take();
@@ -144,10 +146,15 @@ where
                 Err(e) => fail(e, protocol, pending),
             }
         }
-        Ok(request::Ready::Cached(hit)) => return serve_hit(hit, pending),
+        Ok(request::Ready::Cached(hit)) => {
+            let mut response = serve_hit(hit, pending);
+            guardrails::report(&mut response, redacted);
+            return response;
+        }
         Err(e) => fail(e, protocol, pending),
     };
     cache::report(&mut response, cache_status, false);
+    guardrails::report(&mut response, redacted);
     response
 }
 

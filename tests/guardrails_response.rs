@@ -477,3 +477,31 @@ async fn switched_off_at_runtime_the_answer_passes_unchanged() {
     gw.wait_traces(1).await;
     assert_eq!(fired(&gw), Value::Null);
 }
+
+#[tokio::test]
+async fn log_probabilities_that_spell_out_the_text_do_not_pass() {
+    let gw = gateway("").await;
+    let text = reply();
+    let headers = [
+        ("x-mock-reply", text.as_str()),
+        ("x-mock-split-bytes", "8"),
+        ("x-mock-logprobs", "1"),
+    ];
+    let mut body = chat("gpt-4o-mini", true);
+    body["logprobs"] = json!(true);
+    let a = send(&gw, CHAT, &body, &headers).await;
+    assert!(!a.body.contains("1111"), "{}", a.body);
+    let events = sse_events(&a.body);
+    assert_eq!(
+        openai_text(&events).0,
+        "Your card [CARD_1] is on file; we mail [EMAIL_1] today."
+    );
+    body["stream"] = json!(false);
+    let a = send(&gw, CHAT, &body, &headers).await;
+    assert_eq!(a.status, 200);
+    assert!(!a.body.contains("1111"), "{}", a.body);
+    let v: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(v["choices"][0]["logprobs"], Value::Null);
+    gw.wait_traces(2).await;
+    assert_nowhere(&gw, &[CARD, EMAIL]);
+}

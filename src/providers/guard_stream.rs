@@ -14,6 +14,9 @@
 //! before `content_block_stop`. Whatever is still held at `[DONE]` /
 //! `message_stop` goes out in one more chunk / delta before it.
 //!
+//! OpenAI `logprobs` spell the text out token by token and cannot be
+//! redacted with it: they are replaced by `null`.
+//!
 //! Fails closed: an event that is not UTF-8, a text-carrying event that is
 //! not JSON, or an event larger than the scan limit is a [`Refusal`], as
 //! is a block or deny rule firing. Everything else (usage chunks, pings,
@@ -241,6 +244,12 @@ impl GuardStream {
                         touched = true;
                     }
                 }
+            }
+            // Log probabilities spell the text out token by token: they
+            // cannot be redacted with it, so they do not pass.
+            if choice.get("logprobs").is_some_and(|l| !l.is_null()) {
+                choice["logprobs"] = Value::Null;
+                touched = true;
             }
             if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
                 let tails = self.finish_index(index)?;

@@ -178,7 +178,21 @@ fn inspect_json(
     let findings = plan
         .guard
         .inspect_response(&plan.key_id, shape, &mut value)?;
-    if findings.redacted == 0 {
+    // Log probabilities spell the text out token by token: they cannot be
+    // redacted with it, so they do not pass.
+    let mut dropped_logprobs = false;
+    if let Some(choices) = value
+        .get_mut("choices")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for choice in choices {
+            if choice.get("logprobs").is_some_and(|l| !l.is_null()) {
+                choice["logprobs"] = serde_json::Value::Null;
+                dropped_logprobs = true;
+            }
+        }
+    }
+    if findings.redacted == 0 && !dropped_logprobs {
         // Nothing changed: the upstream's bytes as they were.
         return Ok((Bytes::copy_from_slice(body), findings));
     }

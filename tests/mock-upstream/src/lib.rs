@@ -21,6 +21,8 @@
 //! * `x-mock-words: N`: the reply is `w1 w2 ... wN` (one stream event per word).
 //! * `x-mock-reply: TEXT`: the reply is TEXT (the header's visible ASCII),
 //!   one stream event per space-separated word unless split otherwise.
+//! * `x-mock-logprobs: 1`: OpenAI chat answers carry `logprobs` (one entry
+//!   per reply piece, its token the piece's text), as with `logprobs: true`.
 //! * `x-mock-split-bytes: N`: a stream's reply text (and a tool call's
 //!   arguments) goes out in events of N bytes each (the last may be
 //!   shorter; never inside a UTF-8 character), so a value in the text can
@@ -649,6 +651,7 @@ struct Controls {
     cut_body: bool,
     reply: Option<String>,
     split_bytes: Option<usize>,
+    logprobs: bool,
 }
 
 #[derive(Default)]
@@ -761,6 +764,7 @@ impl Controls {
             cut_body: header_str(h, "x-mock-cut-body") == Some("1"),
             reply: header_str(h, "x-mock-reply").map(str::to_owned),
             split_bytes: header_num::<usize>(h, "x-mock-split-bytes").filter(|&n| n > 0),
+            logprobs: header_str(h, "x-mock-logprobs") == Some("1"),
         }
     }
 
@@ -1293,6 +1297,15 @@ fn anthropic_usage(u: &Usage, at: UsageAt) -> Value {
     Value::Object(v)
 }
 
+/// OpenAI `logprobs` for `pieces`, one token each.
+fn logprobs(pieces: &[String]) -> Value {
+    let content: Vec<Value> = pieces
+        .iter()
+        .map(|p| json!({"token": p, "logprob": -0.5, "bytes": p.as_bytes(), "top_logprobs": []}))
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
 /// `text` in pieces of `n` bytes, each cut moved back to a character
 /// boundary (a piece is never empty).
 fn split_bytes(text: &str, n: usize) -> Vec<String> {
@@ -1355,7 +1368,7 @@ fn chat(
             "choices": [{
                 "index": 0,
                 "message": message,
-                "logprobs": null,
+                "logprobs": if ctl.logprobs { logprobs(&pieces) } else { Value::Null },
                 "finish_reason": finish,
             }],
             "usage": openai_usage(&usage),
@@ -1415,8 +1428,13 @@ fn chat(
         },
     ));
     for p in &pieces {
+        let lp = if ctl.logprobs {
+            logprobs(std::slice::from_ref(p))
+        } else {
+            Value::Null
+        };
         events.push(chunk(&format!(
-            r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#,
+            r#"{{"index":0,"delta":{{"content":{}}},"logprobs":{lp},"finish_reason":null}}"#,
             json_str(p)
         )));
     }

@@ -420,12 +420,18 @@ mod tests {
         or call +1 415 555 0132; key sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 from 10.0.0.42. \
         ünïcødé ✓ tail";
 
+    /// Compiled once: building the detectors dominates a test case.
     fn guard() -> Arc<Guard> {
-        let settings = Settings {
-            enabled: true,
-            ..Settings::default()
-        };
-        Arc::new(Guard::build(&settings).unwrap())
+        static GUARD: std::sync::OnceLock<Arc<Guard>> = std::sync::OnceLock::new();
+        GUARD
+            .get_or_init(|| {
+                let settings = Settings {
+                    enabled: true,
+                    ..Settings::default()
+                };
+                Arc::new(Guard::build(&settings).unwrap())
+            })
+            .clone()
     }
 
     /// An upstream stream whose text is cut at `cuts` (byte offsets moved

@@ -459,10 +459,15 @@ async fn the_exact_cache_keeps_the_redacted_answer() {
 }
 
 #[tokio::test]
-async fn switched_off_at_runtime_the_answer_passes_unchanged() {
+async fn switched_off_at_runtime_the_next_answer_passes_unchanged() {
     let gw = gateway("").await;
     let text = reply();
     let headers = [("x-mock-reply", text.as_str()), ("x-mock-split-bytes", "8")];
+    let a = send(&gw, CHAT, &chat("gpt-4o-mini", true), &headers).await;
+    assert_eq!(
+        openai_text(&sse_events(&a.body)).0,
+        "Your card [CARD_1] is on file; we mail [EMAIL_1] today."
+    );
     let (status, _) = admin_call(
         &gw,
         reqwest::Method::PUT,
@@ -474,7 +479,7 @@ async fn switched_off_at_runtime_the_answer_passes_unchanged() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let a = send(&gw, CHAT, &chat("gpt-4o-mini", true), &headers).await;
     assert_eq!(openai_text(&sse_events(&a.body)).0, text);
-    gw.wait_traces(1).await;
+    gw.wait_traces(2).await;
     assert_eq!(fired(&gw), Value::Null);
 }
 
@@ -504,4 +509,73 @@ async fn log_probabilities_that_spell_out_the_text_do_not_pass() {
     assert_eq!(v["choices"][0]["logprobs"], Value::Null);
     gw.wait_traces(2).await;
     assert_nowhere(&gw, &[CARD, EMAIL]);
+}
+
+#[tokio::test]
+async fn a_cached_answer_stored_before_the_guardrails_were_on_is_checked_on_a_hit() {
+    logs();
+    let gw = Gateway::start_with(
+        MockConfig::default(),
+        "[modules.cache]\nenabled = true\n[modules.guardrails]\nenabled = false\n",
+    )
+    .await;
+    let text = reply();
+    let headers = [("x-mock-reply", text.as_str())];
+    let body = |stream: bool| {
+        json!({
+            "model": "gpt-4o-mini",
+            "stream": stream,
+            "messages": [{"role": "user", "content": "cache me early"}],
+        })
+    };
+    let a = send(&gw, CHAT, &body(false), &headers).await;
+    assert!(
+        a.body.contains(CARD),
+        "stored while the guardrails were off"
+    );
+    gw.wait_traces(1).await;
+    let (status, _) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/modules/guardrails",
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let before = gw.mock.request_count();
+    let hit = send(&gw, CHAT, &body(false), &headers).await;
+    let replayed = send(&gw, CHAT, &body(true), &headers).await;
+    assert_eq!(
+        gw.mock.request_count(),
+        before,
+        "both answered from the cache"
+    );
+    assert_eq!(hit.content_length, Some(hit.body.len()));
+    let v: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Your card [CARD_1] is on file; we mail [EMAIL_1] today."
+    );
+    assert_eq!(
+        openai_text(&sse_events(&replayed.body)).0,
+        "Your card [CARD_1] is on file; we mail [EMAIL_1] today."
+    );
+    gw.wait_traces(3).await;
+    assert_eq!(fired(&gw), json!({"card": 1, "email": 1}));
+
+    // In block mode a stored answer with a card is refused, not replayed.
+    let (status, _) = admin_call(
+        &gw,
+        reqwest::Method::PUT,
+        "/modules/guardrails",
+        Some(json!({"response_pii_action": "block"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let refused = send(&gw, CHAT, &body(true), &headers).await;
+    assert_eq!(refused.status, 400);
+    assert!(!refused.body.contains("1111"), "{}", refused.body);
+    assert_eq!(gw.mock.request_count(), before);
+    gw.wait_traces(4).await;
+    assert_eq!(last_trace(&gw.db())["error_kind"], "guardrails");
 }

@@ -14,6 +14,7 @@
 //! Embeddings answers carry no text and are not checked.
 
 use super::BoxError;
+use super::cache::Hit;
 use super::error::ProxyError;
 use crate::config::Protocol;
 use crate::providers::guard_stream::GuardStream;
@@ -157,6 +158,38 @@ pub async fn check_json(
         refused,
         findings,
     }
+}
+
+/// A cache hit under the rules in force (its answer may have been stored
+/// before they were): redacted in place, or the refusal to answer instead.
+pub fn check_hit(
+    state: &AppState,
+    trace: &mut Trace,
+    protocol: Protocol,
+    hit: &mut Hit,
+) -> Result<(), ProxyError> {
+    let Some(plan) = plan(state, trace, true) else {
+        return Ok(());
+    };
+    let plan = plan?;
+    let body = hit.body_mut().clone();
+    let checked = if hit.is_stream() {
+        let mut stream =
+            GuardStream::new(protocol, plan.guard.clone(), &plan.key_id, plan.scan_limit);
+        let mut out = Vec::new();
+        let fed = stream
+            .feed(&body, &mut out)
+            .and_then(|()| stream.finish(&mut out));
+        trace.add_guardrails(&stream.findings());
+        fed.map(|()| Bytes::from(out.concat()))
+    } else {
+        inspect_json(&plan, protocol, &body).map(|(redacted, findings)| {
+            trace.add_guardrails(&findings);
+            redacted
+        })
+    };
+    *hit.body_mut() = checked.map_err(ProxyError::from)?;
+    Ok(())
 }
 
 fn inspect_json(

@@ -146,7 +146,12 @@ where
                 Err(e) => fail(e, protocol, pending),
             }
         }
-        Ok(request::Ready::Cached(hit)) => {
+        Ok(request::Ready::Cached(mut hit)) => {
+            // A stored answer may predate the rules in force: checked too.
+            if let Err(e) = guard_response::check_hit(state, &mut pending.trace, protocol, &mut hit)
+            {
+                return fail(e, protocol, pending);
+            }
             let mut response = serve_hit(hit, pending);
             guardrails::report(&mut response, redacted);
             return response;

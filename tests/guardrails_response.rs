@@ -183,6 +183,7 @@ fn assert_nowhere(gw: &Gateway, what: &[&str]) {
         }
     }
     let logs = logs().lock().unwrap().clone();
+    assert!(!logs.is_empty(), "the log is captured");
     for value in what {
         let v = value.as_bytes();
         let found = |hay: &[u8]| hay.windows(v.len()).any(|w| w == v);

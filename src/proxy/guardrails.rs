@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Response};
 use std::sync::Arc;
 use tollgate_modules::ModuleSettings;
-use tollgate_modules::guardrails::{Refusal, RequestShape};
+use tollgate_modules::guardrails::{Guard, Refusal, RequestShape};
 
 /// The response header that says how many matches were redacted from the
 /// request (`redacted=N`), sent only when N > 0.
@@ -33,10 +33,14 @@ pub fn shape(endpoint: Endpoint) -> RequestShape {
     }
 }
 
+/// Bodies up to this size are scanned on the request's task; larger ones
+/// on the blocking pool, so a few MiB of text never stall an async worker.
+const INLINE_SCAN_BYTES: usize = 128 * 1024;
+
 /// Scans `body` (already checked to be a JSON object) with the guardrails
 /// of `settings`, which must be enabled. `Ok(Some(redacted))`: the body to
 /// use from now on; `Ok(None)`: the body stands as it is.
-pub fn inspect(
+pub async fn inspect(
     state: &AppState,
     settings: &Arc<ModuleSettings>,
     endpoint: Endpoint,
@@ -44,50 +48,57 @@ pub fn inspect(
     body: &Bytes,
     trace: &mut Trace,
 ) -> Result<Option<Bytes>, ProxyError> {
-    let refuse = |trace: &mut Trace, refusal: Refusal| {
-        trace.add_guardrails(&fired(refused_rule(&refusal)));
-        Err(ProxyError::from(refusal))
-    };
-    let guard = match state.guard(settings) {
-        Ok(guard) => guard,
+    let scanned = match state.guard(settings) {
         // The reason names the operator's setting: logged when compiled,
         // not shown to the client.
-        Err(_) => {
-            return refuse(
-                trace,
-                Refusal::Unscannable {
-                    reason: "the gateway's guardrail rules are not usable".into(),
-                },
-            );
+        Err(_) => Err(unscannable("the gateway's guardrail rules are not usable")),
+        Ok(guard) if body.len() <= INLINE_SCAN_BYTES => {
+            // An engine panic refuses the request rather than pass it.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scan(&guard, endpoint, key_id, body)
+            }))
+            .unwrap_or_else(|_| Err(unscannable("internal error")))
+        }
+        Ok(guard) => {
+            let (key_id, body) = (key_id.to_string(), body.clone());
+            tokio::task::spawn_blocking(move || scan(&guard, endpoint, &key_id, &body))
+                .await
+                .unwrap_or_else(|_| Err(unscannable("internal error")))
         }
     };
-    let mut value: serde_json::Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(_) => {
-            return refuse(
-                trace,
-                Refusal::Unscannable {
-                    reason: "the body could not be read as JSON".into(),
-                },
-            );
+    match scanned {
+        Ok((found, redacted)) => {
+            trace.add_guardrails(&found);
+            Ok(redacted)
         }
-    };
-    let found = match guard.inspect_request(key_id, shape(endpoint), &mut value) {
-        Ok(found) => found,
-        Err(refusal) => return refuse(trace, refusal),
-    };
-    trace.add_guardrails(&found);
-    if found.redacted == 0 {
-        return Ok(None);
+        Err(refusal) => {
+            trace.add_guardrails(&fired(refused_rule(&refusal)));
+            Err(ProxyError::from(refusal))
+        }
     }
-    match serde_json::to_vec(&value) {
-        Ok(redacted) => Ok(Some(Bytes::from(redacted))),
-        Err(_) => refuse(
-            trace,
-            Refusal::Unscannable {
-                reason: "the redacted body could not be written".into(),
-            },
-        ),
+}
+
+/// What the guard found, and the redacted body when it redacted anything.
+fn scan(
+    guard: &Guard,
+    endpoint: Endpoint,
+    key_id: &str,
+    body: &[u8],
+) -> Result<(Findings, Option<Bytes>), Refusal> {
+    let mut value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| unscannable("the body could not be read as JSON"))?;
+    let found = guard.inspect_request(key_id, shape(endpoint), &mut value)?;
+    if found.redacted == 0 {
+        return Ok((found, None));
+    }
+    let redacted = serde_json::to_vec(&value)
+        .map_err(|_| unscannable("the redacted body could not be written"))?;
+    Ok((found, Some(Bytes::from(redacted))))
+}
+
+fn unscannable(reason: &str) -> Refusal {
+    Refusal::Unscannable {
+        reason: reason.into(),
     }
 }
 

@@ -177,7 +177,8 @@ where
     // goes upstream, in its redacted form only.
     let key_id = key.map_or(admission::ANONYMOUS_KEY, |k| k.id.as_str());
     let body = if guarded {
-        let checked = guardrails::inspect(state, &settings, endpoint, key_id, &received, trace)?;
+        let checked =
+            guardrails::inspect(state, &settings, endpoint, key_id, &received, trace).await?;
         let body = checked.unwrap_or_else(|| received.clone());
         if state.config.store_bodies {
             trace.request_body = Some(body.clone());

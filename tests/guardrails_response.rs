@@ -374,6 +374,7 @@ async fn block_mode_ends_a_stream_with_an_error_event_and_refuses_a_json_answer(
     assert!(!a.body.contains("4111"));
     gw.wait_traces(1).await;
     assert_eq!(last_trace(&gw.db())["error_kind"], "guardrails");
+    assert_eq!(fired(&gw), json!({"card": 1}), "the rule that ended it");
 
     let a = send(&gw, MESSAGES, &message("claude-haiku-4-5", true), &headers).await;
     let events = sse_events(&a.body);
@@ -400,6 +401,7 @@ async fn block_mode_ends_a_stream_with_an_error_event_and_refuses_a_json_answer(
     let t = last_trace(&gw.db());
     assert_eq!(t["error_kind"], "guardrails");
     assert_eq!(t["status"], 400);
+    assert_eq!(fired(&gw), json!({"card": 1}));
     assert!(
         t["output_tokens"].as_i64().unwrap() > 0,
         "the upstream's usage is kept: {t:?}"
@@ -423,6 +425,31 @@ async fn an_answer_beyond_the_scan_limit_is_refused_not_passed() {
     assert!(!a.body.contains("w1999"));
     gw.wait_traces(1).await;
     assert_eq!(last_trace(&gw.db())["error_kind"], "guardrails");
+    assert_eq!(fired(&gw), json!({"unscannable": 1}));
+}
+
+#[tokio::test]
+async fn a_stream_event_beyond_the_scan_limit_ends_the_stream_not_passed() {
+    let gw = gateway("scan_limit_bytes = 2048").await;
+    for (path, body) in [
+        (CHAT, chat("gpt-4o-mini", true)),
+        (MESSAGES, message("claude-haiku-4-5", true)),
+    ] {
+        let a = send(&gw, path, &body, &[("x-mock-huge-event-bytes", "10000")]).await;
+        assert!(
+            !a.body.contains("xxxxxxxxxx"),
+            "the unscanned event did not pass"
+        );
+        let events = sse_events(&a.body);
+        let (_, last) = events.last().unwrap();
+        assert_eq!(last["error"]["type"], "invalid_request_error", "{last}");
+        if path == CHAT {
+            assert_eq!(last["error"]["code"], "guardrails_unscannable");
+        }
+    }
+    gw.wait_traces(2).await;
+    assert_eq!(last_trace(&gw.db())["error_kind"], "guardrails");
+    assert_eq!(fired(&gw), json!({"unscannable": 1}));
 }
 
 #[tokio::test]

@@ -81,7 +81,15 @@ impl GuardStream {
     }
 
     /// Takes the next bytes of the stream; appends what the client may get.
+    /// An internal error (a panic in the rules) is a refusal, never a pass.
     pub fn feed(&mut self, chunk: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Refusal> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.feed_events(chunk, out)
+        }))
+        .unwrap_or_else(|_| Err(unscannable("internal error")))
+    }
+
+    fn feed_events(&mut self, chunk: &Bytes, out: &mut Vec<Bytes>) -> Result<(), Refusal> {
         let mut pieces = std::mem::take(&mut self.pieces);
         self.splitter.push(chunk, &mut pieces);
         let mut result = Ok(());
@@ -103,7 +111,8 @@ impl GuardStream {
     /// became a whole event are dropped, as an SSE client would drop them.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) -> Result<(), Refusal> {
         self.splitter.take_rest();
-        self.flush_all(out)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.flush_all(out)))
+            .unwrap_or_else(|_| Err(unscannable("internal error")))
     }
 
     /// Everything found so far (counts only).

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
+use tollgate_modules::guardrails::Refusal;
 
 /// Bodies kept for `traces.store_bodies` are capped at this size.
 const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
@@ -269,6 +270,10 @@ impl ObservedBody {
             None => {}
             Some(Err(refusal)) => {
                 // Nothing is sent unchecked: the upstream's answer is dropped.
+                pending
+                    .trace
+                    .add_guardrails(&guard_response::refused(&refusal));
+                let refusal = ProxyError::from(refusal);
                 pending.trace.status = refusal.status().as_u16();
                 pending.trace.fail(refusal.kind(), refusal.to_string());
                 pending.trace.cache.store = None;
@@ -468,8 +473,13 @@ impl ObservedBody {
     /// The guardrails end the answer here: the rest of a stream goes
     /// nowhere, the client gets an error event instead, and the trace
     /// says which rule.
-    fn refuse(&mut self, refusal: tollgate_modules::guardrails::Refusal) {
+    fn refuse(&mut self, refusal: Refusal) {
+        // A rule that fired is in the stream's findings already; an event
+        // that could not be read is not.
         self.record_findings();
+        if let (Some(t), Refusal::Unscannable { .. }) = (self.trace(), &refusal) {
+            t.add_guardrails(&guard_response::refused(&refusal));
+        }
         self.guard = Some(Stage::Json(None));
         let error = ProxyError::from(refusal);
         if !self.done {

@@ -48,7 +48,7 @@ pub enum Stage {
 /// chat or messages answer, and a response-side rule that can fire. An
 /// error: the rules in force do not compile, so the answer cannot be
 /// checked and is refused.
-pub fn plan(state: &AppState, trace: &Trace, success: bool) -> Option<Result<Plan, ProxyError>> {
+pub fn plan(state: &AppState, trace: &Trace, success: bool) -> Option<Result<Plan, Refusal>> {
     if !success || trace.endpoint == super::Endpoint::Embeddings.path() {
         return None;
     }
@@ -59,9 +59,9 @@ pub fn plan(state: &AppState, trace: &Trace, success: bool) -> Option<Result<Pla
     let guard = match state.guard(&modules) {
         Ok(guard) => guard,
         Err(_) => {
-            return Some(Err(ProxyError::from(Refusal::Unscannable {
+            return Some(Err(Refusal::Unscannable {
                 reason: "the guardrails settings in force do not compile".into(),
-            })));
+            }));
         }
     };
     let settings = guard.settings();
@@ -136,27 +136,61 @@ pub async fn check_json(
                     return CheckedJson {
                         upstream: Box::pin(stream::iter([Ok(buf.freeze())])),
                         stage: Stage::Json(None),
+                        findings: refused(&refusal),
                         refused: Some(ProxyError::from(refusal)),
-                        findings: Findings::default(),
                     };
                 }
             }
         }
     }
     let body = buf.freeze();
-    let (stage, refused, findings) = match inspect_json(plan, protocol, &body) {
+    let checked = if body.len() <= INLINE_SCAN_BYTES {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inspect_json(plan, protocol, &body)
+        }))
+        .unwrap_or_else(|_| Err(internal_error()))
+    } else {
+        let (guard, key_id, whole) = (plan.guard.clone(), plan.key_id.clone(), body.clone());
+        tokio::task::spawn_blocking(move || inspect(&guard, &key_id, protocol, &whole))
+            .await
+            .unwrap_or_else(|_| Err(internal_error()))
+    };
+    let (stage, refusal, findings) = match checked {
         Ok((redacted, findings)) => (Stage::Json(Some(redacted)), None, findings),
         Err(refusal) => (
             Stage::Json(None),
-            Some(ProxyError::from(refusal)),
-            Findings::default(),
+            Some(ProxyError::from(refusal.clone())),
+            refused(&refusal),
         ),
     };
     CheckedJson {
         upstream: Box::pin(stream::iter([Ok(body)])),
         stage,
-        refused,
+        refused: refusal,
         findings,
+    }
+}
+
+/// Answers up to this size are checked on the response's task; larger ones
+/// on the blocking pool, so a few MiB of text never stall an async worker.
+const INLINE_SCAN_BYTES: usize = 128 * 1024;
+
+fn internal_error() -> Refusal {
+    Refusal::Unscannable {
+        reason: "internal error".into(),
+    }
+}
+
+/// What a refusal records on the trace: its rule, once.
+pub fn refused(refusal: &Refusal) -> Findings {
+    let rule = match refusal {
+        Refusal::Blocked { rule } | Refusal::Denied { rule } => rule.as_str(),
+        Refusal::TooManyTokens { .. } => "max_input_tokens",
+        Refusal::Unscannable { .. } => "unscannable",
+    };
+    Findings {
+        redacted: 0,
+        fired: [(rule.to_string(), 1)].into(),
     }
 }
 
@@ -171,7 +205,13 @@ pub fn check_hit(
     let Some(plan) = plan(state, trace, true) else {
         return Ok(());
     };
-    let plan = plan?;
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(refusal) => {
+            trace.add_guardrails(&refused(&refusal));
+            return Err(ProxyError::from(refusal));
+        }
+    };
     let body = hit.body_mut().clone();
     let checked = if hit.is_stream() {
         let mut stream =
@@ -183,17 +223,38 @@ pub fn check_hit(
         trace.add_guardrails(&stream.findings());
         fed.map(|()| Bytes::from(out.concat()))
     } else {
-        inspect_json(&plan, protocol, &body).map(|(redacted, findings)| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inspect_json(&plan, protocol, &body)
+        }))
+        .unwrap_or_else(|_| Err(internal_error()))
+        .map(|(redacted, findings)| {
             trace.add_guardrails(&findings);
             redacted
         })
     };
-    *hit.body_mut() = checked.map_err(ProxyError::from)?;
-    Ok(())
+    match checked {
+        Ok(body) => {
+            *hit.body_mut() = body;
+            Ok(())
+        }
+        Err(refusal) => {
+            trace.add_guardrails(&refused(&refusal));
+            Err(ProxyError::from(refusal))
+        }
+    }
 }
 
 fn inspect_json(
     plan: &Plan,
+    protocol: Protocol,
+    body: &[u8],
+) -> Result<(Bytes, Findings), Refusal> {
+    inspect(&plan.guard, &plan.key_id, protocol, body)
+}
+
+fn inspect(
+    guard: &Guard,
+    key_id: &str,
     protocol: Protocol,
     body: &[u8],
 ) -> Result<(Bytes, Findings), Refusal> {
@@ -208,9 +269,7 @@ fn inspect_json(
         Protocol::Openai => ResponseShape::ChatCompletions,
         Protocol::Anthropic => ResponseShape::Messages,
     };
-    let findings = plan
-        .guard
-        .inspect_response(&plan.key_id, shape, &mut value)?;
+    let findings = guard.inspect_response(key_id, shape, &mut value)?;
     // Log probabilities spell the text out token by token: they cannot be
     // redacted with it, so they do not pass.
     let mut dropped_logprobs = false;

@@ -12,9 +12,20 @@
 //! a log. A side whose action is `off` runs no detector; deny rules and the
 //! token limit still apply while the module is enabled.
 
+mod deny;
+mod detect;
+mod redact;
 mod settings;
+mod stream;
+mod walk;
 
 pub use settings::{Action, KeyRules, MAX_SCAN_LIMIT_BYTES, Rule, Settings};
+pub use stream::StreamText;
+
+use deny::{Deny, DenyRules};
+use detect::Detectors;
+use redact::Redactor;
+use walk::Slot;
 
 use crate::invalid::Invalid;
 use serde::Serialize;
@@ -23,9 +34,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The most bytes [`StreamText::push`] holds back: a tail that could still
-/// become (part of) a match once more text arrives. Also the longest match
-/// a stream can redact or refuse across pieces.
-pub const LOOK_BEHIND: usize = 256;
+/// become (part of) a match once more text arrives (256 bytes, plus a
+/// candidate match straddling them). A deny rule's match is caught across
+/// pieces when at most 256 bytes long.
+pub const LOOK_BEHIND: usize = 512;
 
 /// The request shapes whose text parts are inspected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +115,10 @@ impl std::fmt::Display for Refusal {
 #[derive(Debug)]
 pub struct Guard {
     settings: Settings,
+    detectors: Detectors,
+    /// No detector: for a side whose PII action is `off`.
+    none: Detectors,
+    deny: DenyRules,
 }
 
 impl Guard {
@@ -111,6 +127,9 @@ impl Guard {
         s.check_ranges()?;
         Ok(Guard {
             settings: s.clone(),
+            detectors: Detectors::new(&s.rules),
+            none: Detectors::new(&[]),
+            deny: DenyRules::build(s)?,
         })
     }
 
@@ -118,65 +137,153 @@ impl Guard {
         &self.settings
     }
 
+    /// The detectors for a side with `action`.
+    fn detectors(&self, action: Action) -> &Detectors {
+        if action == Action::Off {
+            &self.none
+        } else {
+            &self.detectors
+        }
+    }
+
     /// Request side: every text part of `body` for `shape`, redacted in
-    /// place, or the request refused.
+    /// place, or the request refused. In order: the scan limit, the token
+    /// limit (text bytes / 4 rounded up, plus token arrays' lengths), then
+    /// per text part the deny rules and the PII detectors.
     pub fn inspect_request(
         &self,
         key_id: &str,
         shape: RequestShape,
         body: &mut Value,
     ) -> Result<Findings, Refusal> {
-        let _ = (key_id, shape, body);
-        Ok(Findings::default())
+        if !self.settings.enabled {
+            return Ok(Findings::default());
+        }
+        let (bytes, tokens) = measure(|f| walk::request(shape, body, f))?;
+        self.within_scan_limit(bytes)?;
+        let limit = self
+            .settings
+            .keys
+            .get(key_id)
+            .and_then(|k| k.max_input_tokens)
+            .or(self.settings.max_input_tokens);
+        if let Some(limit) = limit {
+            let estimated = bytes.div_ceil(4).saturating_add(tokens);
+            if estimated > limit {
+                return Err(Refusal::TooManyTokens { limit, estimated });
+            }
+        }
+        let action = self.settings.pii_action;
+        self.inspect(key_id, action, tokens, |f| walk::request(shape, body, f))
     }
 
-    /// Response side of a non-streamed response, in place.
+    /// Response side of a non-streamed response, in place: the scan limit,
+    /// the deny rules, then the PII detectors.
     pub fn inspect_response(
         &self,
         key_id: &str,
         shape: ResponseShape,
         body: &mut Value,
     ) -> Result<Findings, Refusal> {
-        let _ = (key_id, shape, body);
-        Ok(Findings::default())
+        if !self.settings.enabled {
+            return Ok(Findings::default());
+        }
+        let (bytes, _) = measure(|f| walk::response(shape, body, f))?;
+        self.within_scan_limit(bytes)?;
+        let action = self.settings.response_pii_action;
+        self.inspect(key_id, action, 0, |f| walk::response(shape, body, f))
+    }
+
+    fn within_scan_limit(&self, bytes: u64) -> Result<(), Refusal> {
+        if bytes > self.settings.scan_limit_bytes {
+            return Err(Refusal::Unscannable {
+                reason: format!(
+                    "{bytes} bytes of text exceed scan_limit_bytes ({})",
+                    self.settings.scan_limit_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn inspect(
+        &self,
+        key_id: &str,
+        action: Action,
+        tokens: u64,
+        walk: impl FnOnce(&mut walk::Visit) -> Result<(), Refusal>,
+    ) -> Result<Findings, Refusal> {
+        let deny = self.deny.for_key(key_id);
+        let detectors = self.detectors(action);
+        if deny.is_empty() && detectors.is_empty() {
+            return Ok(Findings::default());
+        }
+        if tokens > 0 {
+            return Err(Refusal::Unscannable {
+                reason: "token arrays carry no text the guardrails can read".into(),
+            });
+        }
+        let mut r = Redactor::new(action == Action::Block);
+        walk(&mut |slot| match slot {
+            Slot::Text(s) => one_text(s, deny, detectors, &mut r),
+            Slot::Args(s) => match serde_json::from_str::<Value>(s) {
+                Ok(mut v @ (Value::Object(_) | Value::Array(_))) => {
+                    deny.check(s)?;
+                    let before = r.findings.redacted;
+                    walk::json_strings(&mut v, &mut |t| one_text(t, deny, detectors, &mut r))?;
+                    if r.findings.redacted != before {
+                        *s = v.to_string();
+                    }
+                    Ok(())
+                }
+                _ => one_text(s, deny, detectors, &mut r),
+            },
+            Slot::Json(v) => walk::json_strings(v, &mut |t| one_text(t, deny, detectors, &mut r)),
+            Slot::Tokens(_) => Ok(()),
+        })?;
+        Ok(r.findings)
     }
 
     /// One streamed text (one per choice index / content block).
     pub fn stream_text(self: &Arc<Self>, key_id: &str) -> StreamText {
-        StreamText {
-            guard: Arc::clone(self),
-            key_id: key_id.to_string(),
-            held: String::new(),
-            findings: Findings::default(),
+        StreamText::new(Arc::clone(self), key_id)
+    }
+}
+
+/// The text bytes and token-array tokens a walk visits.
+fn measure(
+    walk: impl FnOnce(&mut walk::Visit) -> Result<(), Refusal>,
+) -> Result<(u64, u64), Refusal> {
+    let (mut bytes, mut tokens) = (0u64, 0u64);
+    walk(&mut |slot| {
+        match slot {
+            Slot::Text(s) | Slot::Args(s) => bytes += s.len() as u64,
+            Slot::Json(v) => walk::json_strings(v, &mut |s| {
+                bytes += s.len() as u64;
+                Ok(())
+            })?,
+            Slot::Tokens(n) => tokens += n as u64,
         }
-    }
+        Ok(())
+    })?;
+    Ok((bytes, tokens))
 }
 
-/// A streamed text under inspection, with a bounded held-back tail.
-#[derive(Debug)]
-pub struct StreamText {
-    guard: Arc<Guard>,
-    key_id: String,
-    held: String,
-    findings: Findings,
+/// Deny rules, then PII, over one text part, rewritten in place.
+fn one_text(
+    s: &mut String,
+    deny: &Deny,
+    detectors: &Detectors,
+    r: &mut Redactor,
+) -> Result<(), Refusal> {
+    deny.check(s)?;
+    if !detectors.is_empty()
+        && let Some(redacted) = r.text(detectors, s)?
+    {
+        *s = redacted;
+    }
+    Ok(())
 }
 
-impl StreamText {
-    /// Feeds the next piece of text; returns the text safe to emit now
-    /// (possibly shorter than given: a tail of at most [`LOOK_BEHIND`]
-    /// bytes that could still become a match is held back). Err: block
-    /// mode fired, or a deny rule matched.
-    pub fn push(&mut self, text: &str) -> Result<String, Refusal> {
-        let _ = (&self.guard, &self.key_id, &self.held);
-        Ok(text.to_string())
-    }
-
-    /// End of the text: the held-back tail, redacted.
-    pub fn finish(&mut self) -> Result<String, Refusal> {
-        Ok(std::mem::take(&mut self.held))
-    }
-
-    pub fn findings(&self) -> &Findings {
-        &self.findings
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -184,6 +184,7 @@ impl App {
             semantic,
             ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
             verify_job,
+            guard: Default::default(),
         });
         Ok(App {
             state,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod counters;
+pub mod guard_in_force;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

@@ -51,6 +51,9 @@ pub struct AppState {
     pub ui_sessions: UiSessions,
     /// The dashboard's "verify now": one background audit verification.
     pub verify_job: crate::audit::job::VerifyJob,
+    /// The guardrails compiled for the module settings in force
+    /// (`[modules.guardrails]`); use [`AppState::guard`].
+    pub guard: crate::guard_in_force::GuardInForce,
 }
 
 impl AppState {
@@ -68,6 +71,15 @@ impl AppState {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The guardrails compiled from `settings` (which came from
+    /// [`AppState::modules`]); an error when they do not compile.
+    pub fn guard(
+        &self,
+        settings: &Arc<tollgate_modules::ModuleSettings>,
+    ) -> crate::guard_in_force::Compiled {
+        self.guard.get(settings)
     }
 
     /// Puts new module settings in force for the requests that start next.

@@ -6,6 +6,7 @@
 //! database by more than a few KiB.
 
 use bytes::Bytes;
+pub use tollgate_modules::guardrails::Findings;
 
 /// The longest model name a request may carry (and any trace may store).
 pub const MAX_MODEL_BYTES: usize = 256;
@@ -57,6 +58,10 @@ pub enum ErrorKind {
     BudgetExceeded,
     /// Every target's circuit breaker is open (`[modules.breaker]`).
     BreakerOpen,
+    /// Refused by the guardrails (`[modules.guardrails]`): a PII rule in
+    /// block mode, a deny rule, the input token limit, or text it could
+    /// not scan.
+    Guardrails,
 }
 
 impl ErrorKind {
@@ -83,6 +88,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::BreakerOpen => "breaker_open",
+            ErrorKind::Guardrails => "guardrails",
         }
     }
 }
@@ -277,6 +283,13 @@ pub struct Trace {
     pub attempt_log: Option<String>,
     /// What the exact cache did (migration 0008).
     pub cache: CacheNote,
+    /// What the guardrails found on the request and its response: rule
+    /// names and counts, never the matched text (migration 0011). `None`
+    /// (and an empty `fired`) is stored as NULL.
+    pub guardrails: Option<Findings>,
+    /// `guardrails.fired` as the JSON text stored in `traces.guardrails`,
+    /// rendered by [`Trace::bound_strings`] just before the trace is stored.
+    pub guardrails_stored: Option<String>,
 }
 
 impl Trace {
@@ -309,6 +322,8 @@ impl Trace {
             attempts: None,
             attempt_log: None,
             cache: CacheNote::default(),
+            guardrails: None,
+            guardrails_stored: None,
         }
     }
 
@@ -321,6 +336,17 @@ impl Trace {
             message.truncate(message.floor_char_boundary(MAX_ERROR_MESSAGE_BYTES));
             self.error_message = Some(message);
         }
+    }
+
+    /// Adds what a guardrails pass found (the request side, then the
+    /// response side); nothing when it found nothing.
+    pub fn add_guardrails(&mut self, found: &Findings) {
+        if found.is_empty() {
+            return;
+        }
+        self.guardrails
+            .get_or_insert_with(Findings::default)
+            .merge(found);
     }
 
     /// The answer to store in the exact cache, if this request completed
@@ -346,6 +372,12 @@ impl Trace {
         bound(&mut self.error_message, MAX_ERROR_MESSAGE_BYTES);
         bound(&mut self.finish_reason, MAX_UPSTREAM_TEXT_BYTES);
         bound(&mut self.upstream_request_id, MAX_UPSTREAM_TEXT_BYTES);
+        // Rule names come from the engine's fixed set, so this is bounded.
+        self.guardrails_stored = self
+            .guardrails
+            .as_ref()
+            .filter(|f| !f.fired.is_empty())
+            .and_then(|f| serde_json::to_string(&f.fired).ok());
     }
 }
 

@@ -20,6 +20,7 @@ pub mod admissions;
 pub mod breaker;
 pub mod budget;
 pub mod cache;
+pub mod guardrails;
 pub mod invalid;
 pub mod pipeline;
 pub mod rate_limit;

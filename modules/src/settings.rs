@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use crate::invalid::Invalid;
-use crate::{breaker, budget, cache, rate_limit, retry, semantic_cache};
+use crate::{breaker, budget, cache, guardrails, rate_limit, retry, semantic_cache};
 
 /// The modules an operator can switch, in the order the admin API lists them.
 pub const NAMES: &[&str] = &[
@@ -23,6 +23,7 @@ pub const NAMES: &[&str] = &[
     "breaker",
     "cache",
     "semantic_cache",
+    "guardrails",
 ];
 
 /// All modules' settings.
@@ -36,6 +37,7 @@ pub struct ModuleSettings {
     pub breaker: breaker::Settings,
     pub cache: cache::Settings,
     pub semantic_cache: semantic_cache::Settings,
+    pub guardrails: guardrails::Settings,
 }
 
 impl ModuleSettings {
@@ -58,6 +60,9 @@ impl ModuleSettings {
         self.semantic_cache
             .validate()
             .map_err(|e| prefixed("semantic_cache", e))?;
+        self.guardrails
+            .validate()
+            .map_err(|e| prefixed("guardrails", e))?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod catalog;
+pub mod guard_stream;
 pub mod redact;
 pub mod replay;
 mod router;

@@ -10,7 +10,8 @@
 //! and has the provider key taken out before the client sees it.
 
 use super::admission::Governed;
-use super::error::{stream_error_event, withheld_error_body};
+use super::error::{ProxyError, stream_error_event, stream_refusal_event, withheld_error_body};
+use super::guard_response::{self, Stage, Upstream};
 use super::upstream::{UpstreamCall, passes_to_client};
 use super::{Body, BoxError};
 use crate::config::Protocol;
@@ -26,7 +27,7 @@ use crate::state::AppState;
 use crate::store::{Slot, WriteOp};
 use crate::trace::{ErrorKind, Trace, Usage};
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::BoxStream;
+use futures_util::TryStreamExt;
 use http::{HeaderValue, Response, header};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
@@ -36,6 +37,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::time::Sleep;
+use tollgate_modules::guardrails::Refusal;
 
 /// Bodies kept for `traces.store_bodies` are capped at this size.
 const CAPTURE_LIMIT: usize = 4 * 1024 * 1024;
@@ -133,7 +135,7 @@ fn assembled(assembler: Assembler, max_entry: u64) -> Option<Bytes> {
 }
 
 pub struct ObservedBody {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: Upstream,
     watch: Watch,
     protocol: Protocol,
     upstream_failed: bool,
@@ -165,6 +167,8 @@ pub struct ObservedBody {
     /// An upstream error body, held whole to take the provider key out.
     held_error: Option<HeldErrorBody>,
     watchdog: Option<Watchdog>,
+    /// Guardrails on the answer, between the watch and the client.
+    guard: Option<Stage>,
 }
 
 /// A non-2xx body held (up to [`MAX_ERROR_BODY`]) until it ends, so that the
@@ -196,11 +200,12 @@ impl Drop for Watchdog {
 }
 
 impl ObservedBody {
-    pub fn respond(
+    pub async fn respond(
         state: &AppState,
         call: UpstreamCall,
         mut pending: PendingTrace,
     ) -> Response<Body> {
+        let deadline_at = tokio::time::Instant::now() + state.config.upstream.total_timeout;
         let status = call.response.status();
         let event_stream = call
             .response
@@ -259,6 +264,51 @@ impl ObservedBody {
         } else {
             call.response.content_length()
         };
+        let mut upstream: Upstream = Box::pin(call.response.bytes_stream().map_err(BoxError::from));
+        let mut guard = None;
+        match guard_response::plan(state, &pending.trace, status.is_success()) {
+            None => {}
+            Some(Err(refusal)) => {
+                // Nothing is sent unchecked: the upstream's answer is dropped.
+                pending
+                    .trace
+                    .add_guardrails(&guard_response::refused(&refusal));
+                let refusal = ProxyError::from(refusal);
+                pending.trace.status = refusal.status().as_u16();
+                pending.trace.fail(refusal.kind(), refusal.to_string());
+                pending.trace.cache.store = None;
+                pending.trace.response_bytes = refusal.body(protocol).len() as i64;
+                pending.finish();
+                return refusal.to_response(protocol);
+            }
+            Some(Ok(plan)) if event_stream => {
+                guard = Some(plan.stream(protocol));
+            }
+            Some(Ok(plan)) => {
+                let checked =
+                    guard_response::check_json(&plan, protocol, upstream, deadline_at).await;
+                upstream = checked.upstream;
+                pending.trace.add_guardrails(&checked.findings);
+                let stage = match &checked.refused {
+                    Some(refusal) => {
+                        builder = builder.status(refusal.status());
+                        pending.trace.status = refusal.status().as_u16();
+                        pending.trace.fail(refusal.kind(), refusal.to_string());
+                        pending.trace.cache.store = None;
+                        Stage::Json(Some(refusal.body(protocol)))
+                    }
+                    None => checked.stage,
+                };
+                if let Some(headers) = builder.headers_mut() {
+                    // What goes out is the checked body, not the upstream's.
+                    headers.remove(header::CONTENT_LENGTH);
+                    if let Stage::Json(Some(body)) = &stage {
+                        headers.insert(header::CONTENT_LENGTH, body.len().into());
+                    }
+                }
+                guard = Some(stage);
+            }
+        }
         let semantic_index = pending
             .trace
             .cache
@@ -269,8 +319,12 @@ impl ObservedBody {
                 let max = state.modules().semantic_cache.max_entries;
                 (state.semantic.index.clone(), max)
             });
+        let cache_memory = (cache_capture.is_some() || cache_assembler.is_some()).then(|| {
+            let memory_bytes = state.modules().cache.memory_bytes;
+            (state.cache.memory(memory_bytes), state.prices.clone())
+        });
         let body = ObservedBody {
-            upstream: Box::pin(call.response.bytes_stream()),
+            upstream,
             watch: Watch::new(
                 protocol,
                 event_stream,
@@ -282,13 +336,10 @@ impl ObservedBody {
             queue: VecDeque::new(),
             scratch: Vec::new(),
             pending: Some(pending),
-            deadline: Box::pin(tokio::time::sleep(total_timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(deadline_at)),
             sent_at: call.sent_at,
             capture: state.config.store_bodies.then(BytesMut::new),
-            cache_memory: (cache_capture.is_some() || cache_assembler.is_some()).then(|| {
-                let memory_bytes = state.modules().cache.memory_bytes;
-                (state.cache.memory(memory_bytes), state.prices.clone())
-            }),
+            cache_memory,
             semantic_index,
             cache_capture,
             cache_assembler,
@@ -300,6 +351,7 @@ impl ObservedBody {
             abort: None,
             held_error,
             watchdog,
+            guard,
         };
         builder
             .body(body.boxed_unsync())
@@ -356,9 +408,11 @@ impl ObservedBody {
     fn close_watch(&mut self, keep_rest: bool) -> Observed {
         let mut out = std::mem::take(&mut self.scratch);
         let mut seen = self.watch.finish(&mut out);
-        if keep_rest {
+        if keep_rest && self.guard.is_none() {
             self.queue.extend(out.drain(..));
         } else {
+            // With guardrails on, what the watch held is at most an
+            // unfinished event: dropped, as an SSE client drops it.
             out.clear();
         }
         self.scratch = out;
@@ -381,7 +435,7 @@ impl ObservedBody {
     /// or held while it is an error body.
     fn pass_on(&mut self, out: &mut Vec<Bytes>) {
         let Some(held) = &mut self.held_error else {
-            self.queue.extend(out.drain(..));
+            self.forward(out);
             return;
         };
         for chunk in out.drain(..) {
@@ -394,6 +448,62 @@ impl ObservedBody {
             self.queue
                 .push_back(withheld_error_body(self.protocol, self.status()));
             self.complete();
+        }
+    }
+
+    /// Queues what the watch let through, through the guardrails if on.
+    fn forward(&mut self, out: &mut Vec<Bytes>) {
+        match &mut self.guard {
+            None => self.queue.extend(out.drain(..)),
+            // Sent whole at the end, instead of the upstream's bytes.
+            Some(Stage::Json(_)) => out.clear(),
+            Some(Stage::Stream(stream)) => {
+                let mut checked = Vec::new();
+                let result = out
+                    .drain(..)
+                    .try_for_each(|chunk| stream.feed(&chunk, &mut checked));
+                self.queue.extend(checked);
+                if let Err(refusal) = result {
+                    self.refuse(refusal);
+                }
+            }
+        }
+    }
+
+    /// The guardrails end the answer here: the rest of a stream goes
+    /// nowhere, the client gets an error event instead, and the trace
+    /// says which rule.
+    fn refuse(&mut self, refusal: Refusal) {
+        // A rule that fired is in the stream's findings already; an event
+        // that could not be read is not.
+        self.record_findings();
+        if let (Some(t), Refusal::Unscannable { .. }) = (self.trace(), &refusal) {
+            t.add_guardrails(&guard_response::refused(&refusal));
+        }
+        self.guard = Some(Stage::Json(None));
+        let error = ProxyError::from(refusal);
+        if !self.done {
+            self.close_watch(false);
+            self.done = true;
+        }
+        if let Some(t) = self.trace() {
+            t.fail(error.kind(), error.to_string());
+            t.cache.store = None;
+        }
+        self.cache_assembler = None;
+        // The stream stage emits whole events, so this one stands alone.
+        self.queue
+            .push_back(stream_refusal_event(self.protocol, &error));
+    }
+
+    /// Puts what the stream's guardrails found on the trace.
+    fn record_findings(&mut self) {
+        let Some(Stage::Stream(stream)) = &self.guard else {
+            return;
+        };
+        let findings = stream.findings();
+        if let Some(p) = &mut self.pending {
+            p.trace.add_guardrails(&findings);
         }
     }
 
@@ -442,6 +552,22 @@ impl ObservedBody {
             }
         }
         self.done = true;
+        match &mut self.guard {
+            Some(Stage::Json(body)) => {
+                if let Some(body) = body.take() {
+                    self.queue.push_back(body);
+                }
+            }
+            Some(Stage::Stream(stream)) => {
+                let mut rest = Vec::new();
+                let result = stream.finish(&mut rest);
+                self.queue.extend(rest);
+                if let Err(refusal) = result {
+                    self.refuse(refusal);
+                }
+            }
+            None => {}
+        }
     }
 
     /// The upstream broke or ran out of time mid-body.
@@ -464,12 +590,18 @@ impl ObservedBody {
 
     fn finish_trace(&mut self) {
         self.watchdog = None;
+        self.record_findings();
         let capture = self.capture.take().map(BytesMut::freeze);
         let cached = self.cache_capture.take().map(|(c, _)| c.freeze());
         let assembled = self
             .cache_assembler
             .take()
-            .and_then(|(a, max)| assembled(a, max));
+            .and_then(|(a, max)| assembled(a, max))
+            .and_then(|body| match &self.guard {
+                // The stream was redacted as it went: so is what is stored.
+                Some(Stage::Stream(stream)) => stream.redact_message(&body),
+                _ => Some(body),
+            });
         if let Some(mut p) = self.pending.take() {
             p.trace.response_body = capture;
             // Stored by the writer only if the trace says it completed.
@@ -518,6 +650,7 @@ impl Drop for ObservedBody {
                 );
             } else {
                 self.close_watch(false);
+                self.record_findings();
             }
         }
         // Ended upstream but not polled to the end (a known length lets

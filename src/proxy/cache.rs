@@ -347,6 +347,17 @@ pub fn response(hit: Hit) -> Response<Body> {
     response
 }
 
+impl Hit {
+    /// The answer as it will be sent: a JSON body, or a replayed stream.
+    pub fn body_mut(&mut self) -> &mut Bytes {
+        &mut self.body
+    }
+
+    pub fn is_stream(&self) -> bool {
+        self.content_type == "text/event-stream"
+    }
+}
+
 /// Puts `x-tollgate-cache` on a response: how the cache treated the
 /// request, or `skip` when the module is on but the request never got to
 /// it (refused before routing). Nothing when the module is off.

@@ -89,6 +89,27 @@ pub enum ProxyError {
         header: &'static str,
         reason: String,
     },
+    /// The messages below name the rule, never the text that matched it.
+    #[error(
+        "This request was refused by the gateway's guardrails: it contains data the rule \
+         `{rule}` blocks. Remove it and retry."
+    )]
+    GuardrailBlocked { rule: String },
+    #[error(
+        "This request was refused by the gateway's guardrails: it matches the content rule \
+         `{rule}`."
+    )]
+    GuardrailDenied { rule: String },
+    #[error(
+        "This request was refused by the gateway's guardrails: its input is about {estimated} \
+         tokens, over this key's limit of {limit}."
+    )]
+    GuardrailTooManyTokens { limit: u64, estimated: u64 },
+    #[error(
+        "This request was refused by the gateway's guardrails: its text could not be checked \
+         ({reason})."
+    )]
+    GuardrailUnscannable { reason: String },
 }
 
 fn auth_message(e: &AuthError) -> &'static str {
@@ -119,6 +140,20 @@ impl From<tollgate_modules::pipeline::Refusal> for ProxyError {
     }
 }
 
+impl From<tollgate_modules::guardrails::Refusal> for ProxyError {
+    fn from(refusal: tollgate_modules::guardrails::Refusal) -> ProxyError {
+        use tollgate_modules::guardrails::Refusal;
+        match refusal {
+            Refusal::Blocked { rule } => ProxyError::GuardrailBlocked { rule },
+            Refusal::Denied { rule } => ProxyError::GuardrailDenied { rule },
+            Refusal::TooManyTokens { limit, estimated } => {
+                ProxyError::GuardrailTooManyTokens { limit, estimated }
+            }
+            Refusal::Unscannable { reason } => ProxyError::GuardrailUnscannable { reason },
+        }
+    }
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -129,6 +164,10 @@ impl ProxyError {
             | ProxyError::WrongProtocol { .. }
             | ProxyError::ModelNameTooLong { .. }
             | ProxyError::InvalidCacheHeader { .. }
+            | ProxyError::GuardrailBlocked { .. }
+            | ProxyError::GuardrailDenied { .. }
+            | ProxyError::GuardrailTooManyTokens { .. }
+            | ProxyError::GuardrailUnscannable { .. }
             | ProxyError::Unauthorized(AuthError::Conflicting) => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(AuthError::Throttled { .. }) | ProxyError::RateLimited(_) => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -178,6 +217,10 @@ impl ProxyError {
             ProxyError::RateLimited(_) => ErrorKind::RateLimited,
             ProxyError::BudgetExceeded(_) => ErrorKind::BudgetExceeded,
             ProxyError::BreakerOpen { .. } => ErrorKind::BreakerOpen,
+            ProxyError::GuardrailBlocked { .. }
+            | ProxyError::GuardrailDenied { .. }
+            | ProxyError::GuardrailTooManyTokens { .. }
+            | ProxyError::GuardrailUnscannable { .. } => ErrorKind::Guardrails,
         }
     }
 
@@ -206,6 +249,18 @@ impl ProxyError {
             ProxyError::BodyTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
             ProxyError::RateLimited(_) => ("rate_limit_error", Some("rate_limit_exceeded")),
             ProxyError::BudgetExceeded(r) => ("insufficient_quota", Some(r.code())),
+            ProxyError::GuardrailBlocked { .. } => {
+                ("invalid_request_error", Some("guardrails_blocked"))
+            }
+            ProxyError::GuardrailDenied { .. } => {
+                ("invalid_request_error", Some("guardrails_denied"))
+            }
+            ProxyError::GuardrailTooManyTokens { .. } => {
+                ("invalid_request_error", Some("guardrails_too_many_tokens"))
+            }
+            ProxyError::GuardrailUnscannable { .. } => {
+                ("invalid_request_error", Some("guardrails_unscannable"))
+            }
             _ => ("invalid_request_error", None),
         }
     }
@@ -221,6 +276,17 @@ impl ProxyError {
             s if s.is_server_error() => "api_error",
             _ => "invalid_request_error",
         }
+    }
+
+    /// The body [`ProxyError::to_response`] carries.
+    pub fn body(&self, protocol: Protocol) -> bytes::Bytes {
+        error_body(
+            protocol,
+            &self.to_string(),
+            self.openai_type(),
+            self.anthropic_type(),
+        )
+        .into()
     }
 
     pub fn to_response(&self, protocol: Protocol) -> Response<Body> {
@@ -353,6 +419,17 @@ pub fn stream_error_event(protocol: Protocol, message: &str) -> bytes::Bytes {
         "api_error",
     );
     let body = String::from_utf8(body).unwrap_or_default();
+    match protocol {
+        Protocol::Openai => format!("data: {body}\n\n").into(),
+        Protocol::Anthropic => format!("event: error\ndata: {body}\n\n").into(),
+    }
+}
+
+/// The event a stream ends with when tollgate refuses the rest of it (a
+/// guardrail fired in the answer): `error`'s body in the protocol's shape,
+/// which both SDKs raise.
+pub fn stream_refusal_event(protocol: Protocol, error: &ProxyError) -> bytes::Bytes {
+    let body = String::from_utf8(error.body(protocol).to_vec()).unwrap_or_default();
     match protocol {
         Protocol::Openai => format!("data: {body}\n\n").into(),
         Protocol::Anthropic => format!("event: error\ndata: {body}\n\n").into(),

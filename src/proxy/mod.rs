@@ -11,6 +11,8 @@ mod admission;
 mod body;
 pub mod cache;
 pub mod error;
+mod guard_response;
+pub mod guardrails;
 mod key_recheck;
 pub mod models;
 mod request;
@@ -135,18 +137,29 @@ where
     pending.trace.client_key_id = key.as_ref().map(|k| k.id.clone());
     let ready = request::prepare(state, req, endpoint, key.as_ref(), &mut pending.trace).await;
     let cache_status = pending.trace.cache.status;
+    let redacted = guardrails::redacted(&pending.trace);
     let mut response = match ready {
         Ok(request::Ready::Forward(mut prepared)) => {
             pending.governed = prepared.governed.take();
             match upstream::send(state, *prepared, &mut pending.trace).await {
-                Ok(call) => ObservedBody::respond(state, call, pending),
+                Ok(call) => ObservedBody::respond(state, call, pending).await,
                 Err(e) => fail(e, protocol, pending),
             }
         }
-        Ok(request::Ready::Cached(hit)) => return serve_hit(hit, pending),
+        Ok(request::Ready::Cached(mut hit)) => {
+            // A stored answer may predate the rules in force: checked too.
+            if let Err(e) = guard_response::check_hit(state, &mut pending.trace, protocol, &mut hit)
+            {
+                return fail(e, protocol, pending);
+            }
+            let mut response = serve_hit(hit, pending);
+            guardrails::report(&mut response, redacted);
+            return response;
+        }
         Err(e) => fail(e, protocol, pending),
     };
     cache::report(&mut response, cache_status, false);
+    guardrails::report(&mut response, redacted);
     response
 }
 

@@ -4,6 +4,7 @@ use super::Endpoint;
 use super::admission::{self, Governed};
 use super::cache;
 use super::error::ProxyError;
+use super::guardrails;
 use crate::access::{ClientKey, model_allowed};
 use crate::config::Protocol;
 use crate::providers::{Route, Routes};
@@ -101,7 +102,7 @@ where
     // A client sending its body slowly must not hold the connection and a
     // writer slot indefinitely.
     let timeout = state.config.body_timeout;
-    let body = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+    let received = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
         Ok(Err(_)) => return Err(ProxyError::BodyRead),
@@ -111,12 +112,16 @@ where
             });
         }
     };
-    trace.request_bytes = body.len() as i64;
-    if state.config.store_bodies {
-        trace.request_body = Some(body.clone());
+    trace.request_bytes = received.len() as i64;
+    let settings = state.modules();
+    let guarded = settings.guardrails.enabled;
+    // With the guardrails on, the body is stored only once they passed it
+    // (redacted), never as received.
+    if state.config.store_bodies && !guarded {
+        trace.request_body = Some(received.clone());
     }
 
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let first = received.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_none() {
         return Err(ProxyError::InvalidJson("the body is empty".into()));
     }
@@ -124,7 +129,7 @@ where
         return Err(ProxyError::NotAnObject);
     }
     let meta: Meta<'_> =
-        serde_json::from_slice(&body).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
+        serde_json::from_slice(&received).map_err(|e| ProxyError::InvalidJson(e.to_string()))?;
     let requested = match meta.model.as_deref() {
         Some(m) if m.len() > MAX_MODEL_BYTES => {
             trace.model_requested = Some(truncated(m, MAX_MODEL_BYTES).to_string());
@@ -168,11 +173,26 @@ where
         });
     }
 
+    // Before the cache: a redacted request is looked up and stored, and
+    // goes upstream, in its redacted form only.
+    let key_id = key.map_or(admission::ANONYMOUS_KEY, |k| k.id.as_str());
+    let body = if guarded {
+        let checked =
+            guardrails::inspect(state, &settings, endpoint, key_id, &received, trace).await?;
+        let body = checked.unwrap_or_else(|| received.clone());
+        if state.config.store_bodies {
+            trace.request_body = Some(body.clone());
+        }
+        body
+    } else {
+        received.clone()
+    };
+
     let include_usage = meta.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
     // Before the pipeline: a hit goes nowhere and costs nothing.
     let asked = cache::Asked {
         endpoint,
-        key_id: key.map_or(admission::ANONYMOUS_KEY, |k| k.id.as_str()),
+        key_id,
         route,
         headers: &parts.headers,
         body: &body,

@@ -52,6 +52,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_semantic_cache.sql",
         include_str!("../../migrations/0009_semantic_cache.sql"),
     ),
+    (
+        10,
+        "0010_dashboard_placeholder.sql",
+        include_str!("../../migrations/0010_dashboard_placeholder.sql"),
+    ),
+    (
+        11,
+        "0011_guardrails.sql",
+        include_str!("../../migrations/0011_guardrails.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

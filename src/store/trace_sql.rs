@@ -37,10 +37,10 @@ pub const COLUMNS: [&str; 27] = [
     "response_body",
 ];
 
-/// Columns added by migrations 0004, 0007 and 0008, after [`COLUMNS`]: covered by
-/// the audit digest only when not NULL, so rows from before keep their
-/// digests.
-pub const ADDED_COLUMNS: [&str; 9] = [
+/// Columns added by migrations 0004, 0007, 0008 and 0011, after [`COLUMNS`]:
+/// covered by the audit digest only when not NULL, so rows from before keep
+/// their digests.
+pub const ADDED_COLUMNS: [&str; 10] = [
     "cache_write_1h_tokens",
     "input_audio_tokens",
     "output_audio_tokens",
@@ -50,6 +50,7 @@ pub const ADDED_COLUMNS: [&str; 9] = [
     "attempts",
     "attempt_log",
     "cache_status",
+    "guardrails",
 ];
 
 /// [`COLUMNS`] then [`ADDED_COLUMNS`]: every column, in table order.
@@ -111,6 +112,7 @@ pub fn values(t: &Trace, store_bodies: bool) -> Vec<ValueRef<'_>> {
         t.cache
             .status
             .map_or(ValueRef::Null, |s| ValueRef::Text(s.as_str().as_bytes())),
+        text(&t.guardrails_stored),
     ]
 }
 

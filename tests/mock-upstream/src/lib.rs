@@ -19,6 +19,14 @@
 //! * `x-mock-chunk-delay-ms: N`, `x-mock-first-byte-delay-ms: N`: override
 //!   [`MockConfig::chunk_delay`] / [`MockConfig::first_byte_delay`].
 //! * `x-mock-words: N`: the reply is `w1 w2 ... wN` (one stream event per word).
+//! * `x-mock-reply: TEXT`: the reply is TEXT (the header's visible ASCII),
+//!   one stream event per space-separated word unless split otherwise.
+//! * `x-mock-logprobs: 1`: OpenAI chat answers carry `logprobs` (one entry
+//!   per reply piece, its token the piece's text), as with `logprobs: true`.
+//! * `x-mock-split-bytes: N`: a stream's reply text (and a tool call's
+//!   arguments) goes out in events of N bytes each (the last may be
+//!   shorter; never inside a UTF-8 character), so a value in the text can
+//!   straddle several events.
 //! * `x-mock-usage: prompt=12,completion=5,cached=3,reasoning=2,cache_write=4`:
 //!   override any subset of the reported usage. Each key is emitted where
 //!   the real API puts it (keys a protocol has no place for are ignored):
@@ -641,6 +649,9 @@ struct Controls {
     error_padding: usize,
     tool_call: Option<String>,
     cut_body: bool,
+    reply: Option<String>,
+    split_bytes: Option<usize>,
+    logprobs: bool,
 }
 
 #[derive(Default)]
@@ -751,6 +762,9 @@ impl Controls {
                 .min(MAX_BODY),
             tool_call: header_str(h, "x-mock-tool-call").map(str::to_owned),
             cut_body: header_str(h, "x-mock-cut-body") == Some("1"),
+            reply: header_str(h, "x-mock-reply").map(str::to_owned),
+            split_bytes: header_num::<usize>(h, "x-mock-split-bytes").filter(|&n| n > 0),
+            logprobs: header_str(h, "x-mock-logprobs") == Some("1"),
         }
     }
 
@@ -774,9 +788,13 @@ impl Controls {
     /// The reply split into stream pieces: every word but the last keeps a
     /// trailing space, so the pieces concatenate to the full text.
     fn reply_pieces(&self) -> Vec<String> {
-        let words: Vec<String> = match self.words {
-            Some(n) => (1..=n).map(|i| format!("w{i}")).collect(),
-            None => DEFAULT_REPLY.split(' ').map(str::to_owned).collect(),
+        if let (Some(text), Some(n)) = (&self.reply, self.split_bytes) {
+            return split_bytes(text, n);
+        }
+        let words: Vec<String> = match (&self.reply, self.words) {
+            (Some(text), _) => text.split(' ').map(str::to_owned).collect(),
+            (None, Some(n)) => (1..=n).map(|i| format!("w{i}")).collect(),
+            (None, None) => DEFAULT_REPLY.split(' ').map(str::to_owned).collect(),
         };
         let last = words.len().saturating_sub(1);
         words
@@ -789,6 +807,10 @@ impl Controls {
     /// The tool call's arguments (`{"text": REPLY}`) in stream pieces that
     /// concatenate to the JSON text.
     fn tool_argument_pieces(&self) -> Vec<String> {
+        if let Some(n) = self.split_bytes {
+            let whole = format!("{{\"text\": {}}}", json_str(&self.reply_pieces().concat()));
+            return split_bytes(&whole, n);
+        }
         let mut out = vec!["{\"text\": \"".to_owned()];
         for p in self.reply_pieces() {
             let quoted = json_str(&p);
@@ -1275,6 +1297,31 @@ fn anthropic_usage(u: &Usage, at: UsageAt) -> Value {
     Value::Object(v)
 }
 
+/// OpenAI `logprobs` for `pieces`, one token each.
+fn logprobs(pieces: &[String]) -> Value {
+    let content: Vec<Value> = pieces
+        .iter()
+        .map(|p| json!({"token": p, "logprob": -0.5, "bytes": p.as_bytes(), "top_logprobs": []}))
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
+/// `text` in pieces of `n` bytes, each cut moved back to a character
+/// boundary (a piece is never empty).
+fn split_bytes(text: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = n.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        out.push(rest[..cut].to_owned());
+        rest = &rest[cut..];
+    }
+    out
+}
+
 /// What a chat or message answer will say: the model, the reply's pieces
 /// (one per stream event) and the usage it reports.
 fn reply_plan<'a>(req: &'a Value, ctl: &Controls) -> Result<(&'a str, Vec<String>, Usage), String> {
@@ -1321,7 +1368,7 @@ fn chat(
             "choices": [{
                 "index": 0,
                 "message": message,
-                "logprobs": null,
+                "logprobs": if ctl.logprobs { logprobs(&pieces) } else { Value::Null },
                 "finish_reason": finish,
             }],
             "usage": openai_usage(&usage),
@@ -1381,8 +1428,13 @@ fn chat(
         },
     ));
     for p in &pieces {
+        let lp = if ctl.logprobs {
+            logprobs(std::slice::from_ref(p))
+        } else {
+            Value::Null
+        };
         events.push(chunk(&format!(
-            r#"{{"index":0,"delta":{{"content":{}}},"logprobs":null,"finish_reason":null}}"#,
+            r#"{{"index":0,"delta":{{"content":{}}},"logprobs":{lp},"finish_reason":null}}"#,
             json_str(p)
         )));
     }

@@ -166,11 +166,11 @@ impl App {
             ]),
             rate_limiter,
             budgets,
+            guard: Default::default(),
             breaker,
             file_prices,
             cache,
             semantic,
-            guard: Default::default(),
         });
         Ok(App {
             state,

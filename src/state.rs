@@ -40,6 +40,9 @@ pub struct AppState {
     pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
     /// Spent and reserved per key, provider and globally (`[modules.budget]`).
     pub budgets: tollgate_modules::budget::Budgets,
+    /// The guardrails compiled for the module settings in force
+    /// (`[modules.guardrails]`); use [`AppState::guard`].
+    pub guard: crate::guard_in_force::GuardInForce,
     /// Price overrides from the config file (the database's come on top).
     pub(crate) file_prices: RwLock<BTreeMap<String, PriceSpec>>,
     /// The exact cache's in-memory tier and counters (`[modules.cache]`;
@@ -47,9 +50,6 @@ pub struct AppState {
     pub cache: crate::response_cache::ResponseCache,
     /// The semantic cache's index and counters (`[modules.semantic_cache]`).
     pub semantic: crate::semantic_index::Semantic,
-    /// The guardrails compiled for the module settings in force
-    /// (`[modules.guardrails]`); use [`AppState::guard`].
-    pub guard: crate::guard_in_force::GuardInForce,
 }
 
 impl AppState {

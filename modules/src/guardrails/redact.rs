@@ -180,38 +180,48 @@ impl Redactor {
                 }
                 limit
             };
-            let (hits, cut) = det.scan(&hay, base, limit);
-            let Some(Hit {
+            let scanned = det.scan(&hay, base, limit);
+            let mut emitted = String::new();
+            let mut pos = base;
+            let mut restart = false;
+            for Hit {
                 start,
                 end,
                 rule,
                 extend,
-            }) = hits.into_iter().next()
-            else {
-                out.push_str(&hay[base..cut]);
-                scan.advance(&hay, cut, &hay[base..cut]);
-                return Ok(out);
-            };
-            if self.block {
-                *self
-                    .findings
-                    .fired
-                    .entry(rule.as_str().to_string())
-                    .or_default() += 1;
-                return Err(Refusal::Blocked {
-                    rule: rule.as_str().to_string(),
-                });
+            } in scanned.hits.iter().copied()
+            {
+                if self.block {
+                    *self
+                        .findings
+                        .fired
+                        .entry(rule.as_str().to_string())
+                        .or_default() += 1;
+                    return Err(Refusal::Blocked {
+                        rule: rule.as_str().to_string(),
+                    });
+                }
+                emitted.push_str(&hay[pos..start]);
+                emitted.push_str(&self.placeholder(rule, &hay[start..end]));
+                pos = end;
+                if !matches!(extend, Extend::None) {
+                    scan.extending = Some(extend);
+                    restart = true;
+                } else {
+                    // What follows is scanned afresh, after the
+                    // placeholder, unless nothing near could change.
+                    restart = scanned.touches(end);
+                }
+                if restart {
+                    break;
+                }
             }
-            // Up to the hit's end is decided; scan afresh from there.
-            let emitted = format!(
-                "{}{}",
-                &hay[base..start],
-                self.placeholder(rule, &hay[start..end])
-            );
+            let stop = if restart { pos } else { scanned.cut };
+            emitted.push_str(&hay[pos..stop]);
             out.push_str(&emitted);
-            scan.advance(&hay, end, &emitted);
-            if !matches!(extend, Extend::None) {
-                scan.extending = Some(extend);
+            scan.advance(&hay, stop, &emitted);
+            if !restart {
+                return Ok(out);
             }
         }
     }

@@ -12,9 +12,13 @@ pub(super) fn email() -> Vec<Pattern> {
     }]
 }
 
-/// The local part may not start or end with a dot (a leading one is left
-/// out), and the domain's labels are not empty nor start or end with `-`.
+/// The whole local part (not the tail of a longer run) may not start or
+/// end with a dot (a leading one is left out), and the domain's labels are not empty nor start or end with `-`.
 fn check_email(hay: &str, s: usize, e: usize) -> Option<(usize, usize)> {
+    // A local part longer than the pattern allows is not cut to fit.
+    if before(hay, s).is_some_and(|b| b.is_ascii_alphanumeric() || b"._%+-".contains(&b)) {
+        return None;
+    }
     let m = &hay[s..e];
     let at = m.find('@')?;
     let lead = m[..at].len() - m[..at].trim_start_matches('.').len();
@@ -59,22 +63,28 @@ pub(super) fn phone() -> Vec<Pattern> {
 }
 
 /// Digits in range and standing alone: not inside a longer number, word or
-/// dotted/dashed sequence (a date, a version, an IP address).
+/// dotted/dashed sequence (a date, a version, an IP address). A candidate
+/// with too many digits is tried without its trailing groups (a phone
+/// number followed by other numbers).
 fn check_phone(hay: &str, s: usize, e: usize, min: usize, max: usize) -> Option<(usize, usize)> {
-    let digits = hay[s..e].bytes().filter(u8::is_ascii_digit).count();
-    if !(min..=max).contains(&digits) {
-        return None;
-    }
     if before(hay, s).is_some_and(|b| is_word(b) || b"+.-/".contains(&b)) {
         return None;
     }
-    // Only a separator *and a digit* continue a number (a hit beginning
-    // right after, e.g. a PEM block's dashes, does not).
-    let next_digit = after(hay, e + 1).is_some_and(|b| b.is_ascii_digit());
-    if after(hay, e).is_some_and(|b| b"-/.".contains(&b)) && next_digit {
-        return None;
-    }
-    Some((s, e))
+    let m = &hay.as_bytes()[s..e];
+    let mut ends = vec![m.len()];
+    ends.extend(
+        (1..m.len())
+            .rev()
+            .filter(|&i| !m[i].is_ascii_digit() && m[i - 1].is_ascii_digit()),
+    );
+    ends.into_iter().find_map(|end| {
+        let digits = m[..end].iter().filter(|b| b.is_ascii_digit()).count();
+        // Only a separator *and a digit* continue a number (a hit
+        // beginning right after, e.g. a PEM block's dashes, does not).
+        let next_digit = after(hay, s + end + 1).is_some_and(|b| b.is_ascii_digit());
+        let continued = after(hay, s + end).is_some_and(|b| b"-/.".contains(&b)) && next_digit;
+        ((min..=max).contains(&digits) && !continued).then_some((s, s + end))
+    })
 }
 
 #[cfg(test)]
@@ -109,5 +119,6 @@ mod tests {
         misses(Rule::Phone, "ip 192.168.100.200 up");
         misses(Rule::Phone, "version 1.2.3 and 12 items");
         misses(Rule::Phone, "[PHONE_12]");
+        finds(Rule::Phone, "030 1234567 536-90-4399", "030 1234567");
     }
 }

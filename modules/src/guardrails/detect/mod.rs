@@ -58,6 +58,25 @@ pub(crate) struct Hit {
     pub extend: Extend,
 }
 
+/// What one scan found.
+pub(crate) struct Scanned {
+    /// The hits, resolved, all before `cut`.
+    pub hits: Vec<Hit>,
+    /// Every candidate match (checked or not), as byte ranges.
+    pub raw: Vec<(usize, usize)>,
+    /// Everything before it is decided.
+    pub cut: usize,
+}
+
+impl Scanned {
+    /// Whether what follows a hit ending at `end` could be found
+    /// differently once the hit is a placeholder: a candidate reaches into
+    /// the [`CONTEXT`] bytes after it.
+    pub fn touches(&self, end: usize) -> bool {
+        self.raw.iter().any(|(s, e)| *s < end + CONTEXT && *e > end)
+    }
+}
+
 /// The compiled detectors of the rules that run.
 #[derive(Debug)]
 pub(crate) struct Detectors {
@@ -110,7 +129,7 @@ impl Detectors {
     /// and a cut `<= limit` that no candidate straddles: everything before
     /// it is decided whatever text follows `hay`, provided `limit` is at
     /// least [`MAX_MATCH`] before the end of `hay` (or is its end).
-    pub fn scan(&self, hay: &str, from: usize, limit: usize) -> (Vec<Hit>, usize) {
+    pub fn scan(&self, hay: &str, from: usize, limit: usize) -> Scanned {
         let mut hits = Vec::new();
         let mut raw = Vec::new();
         if from < limit && !self.patterns.is_empty() {
@@ -168,7 +187,11 @@ impl Detectors {
                 taken.push(h);
             }
         }
-        (taken, cut)
+        Scanned {
+            hits: taken,
+            raw,
+            cut,
+        }
     }
 }
 
@@ -193,7 +216,7 @@ pub(crate) mod tests {
     /// The texts `rule`'s detector finds in `text` (all rules on).
     pub fn found(text: &str) -> Vec<(Rule, String)> {
         let d = Detectors::new(&Rule::ALL);
-        let (hits, _) = d.scan(text, 0, text.len());
+        let hits = d.scan(text, 0, text.len()).hits;
         hits.iter()
             .map(|h| (h.rule, text[h.start..h.end].to_string()))
             .collect()

@@ -178,13 +178,13 @@ impl App {
             ]),
             rate_limiter,
             budgets,
+            guard: Default::default(),
             breaker,
             file_prices,
             cache,
             semantic,
             ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
             verify_job,
-            guard: Default::default(),
         });
         Ok(App {
             state,

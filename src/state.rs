@@ -40,6 +40,9 @@ pub struct AppState {
     pub rate_limiter: tollgate_modules::rate_limit::RateLimiter,
     /// Spent and reserved per key, provider and globally (`[modules.budget]`).
     pub budgets: tollgate_modules::budget::Budgets,
+    /// The guardrails compiled for the module settings in force
+    /// (`[modules.guardrails]`); use [`AppState::guard`].
+    pub guard: crate::guard_in_force::GuardInForce,
     /// Price overrides from the config file (the database's come on top).
     pub(crate) file_prices: RwLock<BTreeMap<String, PriceSpec>>,
     /// The exact cache's in-memory tier and counters (`[modules.cache]`;
@@ -51,9 +54,6 @@ pub struct AppState {
     pub ui_sessions: UiSessions,
     /// The dashboard's "verify now": one background audit verification.
     pub verify_job: crate::audit::job::VerifyJob,
-    /// The guardrails compiled for the module settings in force
-    /// (`[modules.guardrails]`); use [`AppState::guard`].
-    pub guard: crate::guard_in_force::GuardInForce,
 }
 
 impl AppState {

@@ -54,8 +54,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "0010_dashboard_placeholder.sql",
-        include_str!("../../migrations/0010_dashboard_placeholder.sql"),
+        "0010_dashboard_indexes.sql",
+        include_str!("../../migrations/0010_dashboard_indexes.sql"),
     ),
     (
         11,

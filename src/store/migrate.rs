@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0009_semantic_cache.sql",
         include_str!("../../migrations/0009_semantic_cache.sql"),
     ),
+    (
+        10,
+        "0010_dashboard_indexes.sql",
+        include_str!("../../migrations/0010_dashboard_indexes.sql"),
+    ),
 ];
 
 /// The schema version this binary writes.

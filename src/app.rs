@@ -148,6 +148,7 @@ impl App {
             store::breaker_sink::BreakerSink(handle.clone()),
         ));
         breaker.load(breakers);
+        let config_ui_ttl = config.ui.session_ttl;
         let state = Arc::new(AppState {
             config,
             modules,
@@ -170,6 +171,7 @@ impl App {
             file_prices,
             cache,
             semantic,
+            ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
         });
         Ok(App {
             state,

@@ -27,6 +27,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod trace;
+pub mod ui;
 pub mod vault;
 
 pub use app::{App, run};

@@ -1,7 +1,7 @@
 //! The router: one place that says which code answers which method and
-//! path — the proxy routes, `/v1/models`, `/healthz`, `/metrics` and the
-//! admin API — and answers 404/405 (with `Allow`) for the rest, in the
-//! client's protocol shape. It sits above every room it dispatches to, so
+//! path — the proxy routes, `/v1/models`, `/healthz`, `/metrics`, the
+//! admin API and the dashboard (`/ui`) — and answers 404/405 (with
+//! `Allow`) for the rest, in the client's protocol shape. It sits above every room it dispatches to, so
 //! none of them imports another to reach a sibling.
 
 use crate::config::Protocol;
@@ -20,6 +20,9 @@ where
 {
     if req.uri().path().split('/').nth(1) == Some("admin") {
         return crate::admin::handle(state, req).await;
+    }
+    if state.config.ui.enabled && req.uri().path().split('/').nth(1) == Some("ui") {
+        return crate::ui::handle(state, req).await;
     }
     let metrics_here = state.config.metrics.listen.is_none();
     let endpoint = match (req.method(), req.uri().path()) {

@@ -4,7 +4,7 @@
 //! authentication, the vault and the counters. It lives below every room
 //! that handles requests, so they all reach it without importing upward.
 
-use crate::access::{AdminAuth, ClientAuth};
+use crate::access::{AdminAuth, ClientAuth, UiSessions};
 use crate::config::Config;
 use crate::counters::Metrics;
 use crate::ledger::PriceBook;
@@ -47,6 +47,8 @@ pub struct AppState {
     pub cache: crate::response_cache::ResponseCache,
     /// The semantic cache's index and counters (`[modules.semantic_cache]`).
     pub semantic: crate::semantic_index::Semantic,
+    /// The dashboard's signed-in sessions (in memory only).
+    pub ui_sessions: UiSessions,
 }
 
 impl AppState {

@@ -116,6 +116,12 @@ impl AdminAuth {
         }
     }
 
+    /// Whether any admin credential is in force (the dashboard is disabled
+    /// without one).
+    pub fn is_configured(&self) -> bool {
+        !self.hashes.is_empty()
+    }
+
     /// Constant-time per candidate (`blake3::Hash` equality is).
     pub fn check(&self, presented: &str) -> bool {
         let h = blake3::hash(presented.as_bytes());

@@ -5,6 +5,7 @@
 mod client;
 mod credential;
 pub mod limits;
+pub mod session;
 mod throttle;
 
 pub use client::{
@@ -14,4 +15,5 @@ pub use credential::{
     AdminAuth, MIN_ADMIN_KEY_CHARS, NewKey, check_admin_key, client_key_row, new_admin_key,
     new_client_key, parse_expiry, printable,
 };
+pub use session::{UiSession, UiSessions};
 pub use throttle::UNKNOWN_PEER;

@@ -3,7 +3,7 @@
 
 use super::{
     AuditConfig, AuthThrottleConfig, Config, ConfigError, ConnectionConfig, MetricsConfig,
-    Protocol, ProviderConfig, StoreConfig, UpstreamConfig, WriterConfig, invalid,
+    Protocol, ProviderConfig, StoreConfig, UiConfig, UpstreamConfig, WriterConfig, invalid,
 };
 use crate::ledger::prices::PriceSpec;
 use crate::secret::Secret;
@@ -27,6 +27,7 @@ pub struct FileConfig {
     pub vault: VaultSection,
     pub metrics: MetricsSection,
     pub ledger: LedgerSection,
+    pub ui: UiSection,
     pub modules: tollgate_modules::ModuleSettings,
     pub providers: Vec<ProviderEntry>,
     pub aliases: BTreeMap<String, AliasTargets>,
@@ -63,6 +64,7 @@ impl Default for FileConfig {
             vault: VaultSection::default(),
             metrics: MetricsSection::default(),
             ledger: LedgerSection::default(),
+            ui: UiSection::default(),
             modules: Default::default(),
             providers: default_providers(),
             aliases: BTreeMap::new(),
@@ -206,6 +208,24 @@ pub struct LedgerSection {
     pub builtin_prices_max_age_days: u64,
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSection {
+    pub enabled: bool,
+    pub session_ttl_secs: u64,
+    pub secure_cookie: bool,
+}
+
+impl Default for UiSection {
+    fn default() -> Self {
+        UiSection {
+            enabled: true,
+            session_ttl_secs: 43_200,
+            secure_cookie: false,
+        }
+    }
+}
+
 impl Default for LedgerSection {
     fn default() -> Self {
         LedgerSection {
@@ -309,6 +329,13 @@ impl FileConfig {
             }
         };
         positive("server.max_body_bytes", self.server.max_body_bytes)?;
+        positive("ui.session_ttl_secs", self.ui.session_ttl_secs)?;
+        if self.ui.session_ttl_secs > 31_536_000 {
+            return Err(invalid(
+                "ui.session_ttl_secs",
+                "must be at most 31536000 (a year)",
+            ));
+        }
         positive("server.max_connections", self.server.max_connections)?;
         positive("server.header_timeout_ms", self.server.header_timeout_ms)?;
         positive("server.idle_timeout_ms", self.server.idle_timeout_ms)?;
@@ -415,6 +442,11 @@ impl FileConfig {
                 token: (!self.metrics.token.is_empty()).then(|| Secret::new(self.metrics.token)),
             },
             body_timeout: ms(self.server.body_timeout_ms),
+            ui: UiConfig {
+                enabled: self.ui.enabled,
+                session_ttl: Duration::from_secs(self.ui.session_ttl_secs),
+                secure_cookie: self.ui.secure_cookie,
+            },
             store: StoreConfig {
                 path: self.store.path,
                 busy_timeout: ms(self.store.busy_timeout_ms),

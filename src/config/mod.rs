@@ -115,6 +115,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The whole request body must arrive within this (408 otherwise).
     pub body_timeout: Duration,
+    /// The operator dashboard under `/ui/` (`[ui]`).
+    pub ui: UiConfig,
     pub store: StoreConfig,
     pub writer: WriterConfig,
     pub upstream: UpstreamConfig,
@@ -187,6 +189,18 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub token: Option<crate::secret::Secret>,
+}
+
+/// The operator dashboard (`[ui]`).
+#[derive(Clone, Debug)]
+pub struct UiConfig {
+    /// `false`: `/ui/` answers 404.
+    pub enabled: bool,
+    /// A session ends this long after sign-in (also the cookie's Max-Age).
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` on every response (it is also
+    /// marked when the request says `X-Forwarded-Proto: https`).
+    pub secure_cookie: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -12,6 +12,7 @@ pub mod budget_sql;
 pub mod cache_sql;
 mod connection;
 pub mod cost_sql;
+pub mod dashboard_sql;
 mod migrate;
 mod reader;
 pub mod report_sql;

@@ -255,7 +255,7 @@ pub fn traces(conn: &Connection, f: &TraceFilter) -> rusqlite::Result<Vec<TraceR
         args.push(Value::Integer(to));
     }
     if let Some((ms, id)) = &f.before {
-        clauses.push("(t.started_at_ms < ? OR (t.started_at_ms = ? AND t.id < ?))");
+        clauses.push("t.started_at_ms <= ? AND (t.started_at_ms < ? OR t.id < ?)");
         args.push(Value::Integer(*ms));
         args.push(Value::Integer(*ms));
         args.push(Value::Text(id.clone()));

@@ -1,5 +1,6 @@
 //! Per-request CPU work on and just off the hot path: SSE watching of a
-//! realistic stream, usage extraction, cost arithmetic, audit hashing.
+//! realistic stream, usage extraction, cost arithmetic, audit hashing, the
+//! `/metrics` series a finished request adds (in the writer).
 //! `cargo bench --bench hot_path`.
 
 use bytes::Bytes;
@@ -97,5 +98,28 @@ fn bench_cost_and_audit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_watch, bench_cost_and_audit);
+/// What the writer does per committed record for `/metrics`: resolve the
+/// labels, then bump the counters and histograms.
+fn bench_metrics(c: &mut Criterion) {
+    let metrics = tollgate::counters::requests::RequestMetrics::default();
+    metrics.configure(false, [("openai".into(), "gpt-4o-mini".into())]);
+    let mut trace = tollgate::trace::Trace::new("/v1/chat/completions", 1_763_856_000_000);
+    trace.provider = Some("openai".into());
+    trace.model_resolved = Some("gpt-4o-mini".into());
+    trace.status = 200;
+    trace.total_us = 850_000;
+    trace.ttfb_us = Some(240_000);
+    trace.upstream_us = Some(800_000);
+    trace.usage.input_tokens = Some(2006);
+    trace.usage.output_tokens = Some(300);
+    trace.usage.cached_input_tokens = Some(1920);
+    c.bench_function("metrics/observe_and_record", |b| {
+        b.iter(|| {
+            let o = metrics.observe(black_box(&trace), Some(123_456), true);
+            metrics.record(o)
+        })
+    });
+}
+
+criterion_group!(benches, bench_watch, bench_cost_and_audit, bench_metrics);
 criterion_main!(benches);

@@ -102,6 +102,11 @@ impl App {
         let modules = crate::module_settings::in_force(&config.modules, &stored_modules);
         let breakers = access_sql::breaker_states(&conn).map_err(StoreError::from)?;
         let semantic = load_semantic(&conn, modules.semantic_cache.max_entries)?;
+        let verify_job = crate::audit::job::VerifyJob::new(
+            config.store.clone(),
+            key.clone(),
+            config.checkpoint_path(),
+        );
         let books = Books {
             prices: prices.clone(),
             key,
@@ -137,6 +142,12 @@ impl App {
                 tracing::warn!(provider = %p.name, "no API key: {env} is not set; requests to this provider will fail");
             }
         }
+        handle.stats().requests.configure(
+            config.metrics.per_key_labels,
+            providers
+                .iter()
+                .flat_map(|p| p.models.iter().map(|m| (p.name.clone(), m.clone()))),
+        );
         let router = Router::new(providers, &aliases);
         let reads = ReadPool::new(&config.store);
         let file_prices = RwLock::new(config.prices.clone());
@@ -172,6 +183,7 @@ impl App {
             cache,
             semantic,
             ui_sessions: crate::access::UiSessions::new(config_ui_ttl),
+            verify_job,
         });
         Ok(App {
             state,

@@ -61,7 +61,13 @@ pub struct ResponseCache {
     /// Entries and bytes in the database, as last polled (`/metrics`).
     pub stored_entries: AtomicU64,
     pub stored_bytes: AtomicU64,
+    /// The key of each body seen lately, by its exact bytes
+    /// (`cache::raw_key`): a repeat skips parsing and canonicalising.
+    keys: moka::sync::Cache<[u8; 32], [u8; 32]>,
 }
+
+/// Bodies whose key is remembered (64 bytes each, plus moka's overhead).
+const REMEMBERED_KEYS: u64 = 16_384;
 
 fn build(capacity: u64) -> Tier {
     moka::sync::Cache::builder()
@@ -83,7 +89,17 @@ impl ResponseCache {
             generation: AtomicI64::new(-1),
             stored_entries: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
+            keys: moka::sync::Cache::new(REMEMBERED_KEYS),
         }
+    }
+
+    /// The key remembered for the body with this `cache::raw_key`.
+    pub fn known_key(&self, raw: &[u8; 32]) -> Option<[u8; 32]> {
+        self.keys.get(raw)
+    }
+
+    pub fn remember_key(&self, raw: [u8; 32], key: [u8; 32]) {
+        self.keys.insert(raw, key);
     }
 
     /// A handle on the memory tier, for storing an answer when its body

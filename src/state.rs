@@ -49,6 +49,8 @@ pub struct AppState {
     pub semantic: crate::semantic_index::Semantic,
     /// The dashboard's signed-in sessions (in memory only).
     pub ui_sessions: UiSessions,
+    /// The dashboard's "verify now": one background audit verification.
+    pub verify_job: crate::audit::job::VerifyJob,
 }
 
 impl AppState {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: lint, unit and integration
-# tests, benches compiled and smoke-run, and the official OpenAI / Anthropic
-# Python SDKs against the real binary (their venv is created on first run).
+# tests, benches compiled and smoke-run, the official OpenAI / Anthropic
+# Python SDKs against the real binary (their venv is created on first run), and
+# the dashboard in headless Chromium (tests/browser; screenshots in
+# target/screenshots/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,3 +23,5 @@ if compgen -G "benches/*.rs" >/dev/null; then
 fi
 step "official SDKs (tests/sdk)"
 bash tests/sdk/run.sh
+step "dashboard in headless Chromium (tests/browser)"
+bash tests/browser/run.sh

@@ -350,6 +350,22 @@ async fn the_dashboard_can_be_switched_off() {
     let gw = Gateway::start_with(MockConfig::default(), "[ui]\nenabled = false\n").await;
     let resp = http().get(gw.url("/ui/login")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+
+    let secure = Gateway::start_with(MockConfig::default(), "[ui]\nsecure_cookie = true\n").await;
+    let resp = post_form(
+        &secure,
+        "/ui/login",
+        None,
+        Some(&origin(&secure)),
+        &[("admin_key", ADMIN_KEY)],
+    )
+    .await;
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .ends_with("; Secure")
+    );
 }
 
 /// Every `data-request-id` on a trace list page, in order.

@@ -117,6 +117,26 @@ pub fn key(input: &KeyInput<'_>) -> [u8; 32] {
     *blake3::hash(&canonical(input)).as_bytes()
 }
 
+/// BLAKE3 over the request's exact bytes and what else [`key`] covers
+/// (each length-prefixed): a shortcut, not a key. Equal inputs give equal
+/// keys, so a process may remember [`key`] per `raw_key` and skip parsing
+/// and canonicalising a body it has already seen byte for byte.
+pub fn raw_key(
+    namespace: &str,
+    endpoint: &str,
+    provider: &str,
+    model: &str,
+    body: &[u8],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for s in [KEY_VERSION, namespace, endpoint, provider, model] {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    h.update(body);
+    *h.finalize().as_bytes()
+}
+
 /// The bytes hashed: the canonical JSON of the array
 /// `[KEY_VERSION, namespace, endpoint, provider, model, body]`, the body
 /// without [`IGNORED_MEMBERS`] at the top level. Canonical JSON: no
@@ -227,6 +247,26 @@ pub fn parse_ttl(value: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_key_tells_every_part_apart() {
+        let base = raw_key("ns", "/v1/chat/completions", "openai", "m", b"{}");
+        assert_eq!(
+            base,
+            raw_key("ns", "/v1/chat/completions", "openai", "m", b"{}")
+        );
+        for other in [
+            raw_key("ns2", "/v1/chat/completions", "openai", "m", b"{}"),
+            raw_key("ns", "/v1/messages", "openai", "m", b"{}"),
+            raw_key("ns", "/v1/chat/completions", "anthropic", "m", b"{}"),
+            raw_key("ns", "/v1/chat/completions", "openai", "m2", b"{}"),
+            raw_key("ns", "/v1/chat/completions", "openai", "m", b"{ }"),
+            // The parts are length-prefixed: moving a byte between them shows.
+            raw_key("n", "s/v1/chat/completions", "openai", "m", b"{}"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
     use serde_json::json;
 
     fn key_of(body: &Value) -> [u8; 32] {

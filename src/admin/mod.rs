@@ -4,8 +4,10 @@
 //! OpenAPI document at `/admin/v1/openapi.json`.
 
 pub mod changes;
-mod error;
-mod handlers;
+pub(crate) mod error;
+/// Also called by the dashboard (`ui/`), so that a change made there is
+/// checked and audited exactly as through the API.
+pub(crate) mod handlers;
 
 use crate::http::{Body, full, json_response};
 use crate::state::AppState;
@@ -168,6 +170,11 @@ impl Reply {
             status: StatusCode::NO_CONTENT,
             body: None,
         }
+    }
+
+    /// The JSON answer, if any.
+    pub fn body(&self) -> Option<&serde_json::Value> {
+        self.body.as_ref()
     }
 
     fn with(status: StatusCode, body: impl Serialize) -> Reply {

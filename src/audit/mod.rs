@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod encoding;
+pub mod job;
 pub mod verify;
 
 use crate::config::EnvSource;
@@ -124,12 +125,42 @@ pub enum VerifyError {
     Db(#[from] rusqlite::Error),
 }
 
+/// How far a verification has got: `checked` entries of `total` (the head's
+/// seq when it began).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub checked: u64,
+    pub total: u64,
+}
+
+/// Entries checked between two progress reports.
+const PROGRESS_EVERY: u64 = 1024;
+
 /// Verifies the whole ledger in `conn` (read-only use).
 pub fn verify_database(
     conn: &rusqlite::Connection,
     key: ChainKey,
     anchors: Vec<Anchor>,
 ) -> Result<Verified, VerifyError> {
+    verify_database_with(conn, key, anchors, |_| {})
+}
+
+/// [`verify_database`], telling `progress` how far it got at the start,
+/// every [`PROGRESS_EVERY`] entries and at the end.
+///
+/// Every read is in one read transaction, so a database being written
+/// while it is verified is seen as of one moment: traces committed after
+/// the last entry was read cannot pass for traces without an entry.
+pub fn verify_database_with(
+    conn: &rusqlite::Connection,
+    key: ChainKey,
+    anchors: Vec<Anchor>,
+    mut progress: impl FnMut(Progress),
+) -> Result<Verified, VerifyError> {
+    let snapshot = conn.unchecked_transaction()?;
+    let total = audit_sql::head(&snapshot)?.map_or(0, |(seq, _)| seq.max(0) as u64);
+    let mut checked = 0u64;
+    progress(Progress { checked, total });
     let key_id = audit_sql::key_id(conn)?;
     let columns = audit_sql::record_columns(conn)?;
     let mut verifier = Verifier::new(key, key_id, anchors).map_err(VerifyError::Failed)?;
@@ -138,6 +169,10 @@ pub fn verify_database(
     audit_sql::for_each_entry(conn, |entry| -> Result<(), VerifyError> {
         if failure.is_some() {
             return Ok(());
+        }
+        checked += 1;
+        if checked.is_multiple_of(PROGRESS_EVERY) {
+            progress(Progress { checked, total });
         }
         let mut db_error = None;
         let result = verifier.check(&entry, |e, digest| {
@@ -165,6 +200,7 @@ pub fn verify_database(
         }
         Ok(())
     })?;
+    progress(Progress { checked, total });
     if let Some(f) = failure {
         return Err(VerifyError::Failed(f));
     }

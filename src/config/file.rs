@@ -200,6 +200,7 @@ impl Default for AuthSection {
 pub struct MetricsSection {
     pub listen: String,
     pub token: String,
+    pub per_key_labels: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -440,6 +441,7 @@ impl FileConfig {
             metrics: MetricsConfig {
                 listen: metrics_listen,
                 token: (!self.metrics.token.is_empty()).then(|| Secret::new(self.metrics.token)),
+                per_key_labels: self.metrics.per_key_labels,
             },
             body_timeout: ms(self.server.body_timeout_ms),
             ui: UiConfig {

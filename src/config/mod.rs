@@ -189,6 +189,8 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub token: Option<crate::secret::Secret>,
+    /// Label requests, tokens and cost with the client key id too.
+    pub per_key_labels: bool,
 }
 
 /// The operator dashboard (`[ui]`).

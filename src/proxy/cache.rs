@@ -129,19 +129,36 @@ pub async fn consult(
         trace.cache.status = Some(CacheStatus::Skip);
         return Ok(None);
     }
-    let Ok(body) = serde_json::from_slice::<serde_json::Value>(asked.body) else {
-        // prepare() parsed it already; unreachable in practice.
-        trace.cache.status = Some(CacheStatus::Skip);
-        return Ok(None);
-    };
     let namespace = s.namespace_of(asked.key_id);
-    let key = cache::key(&KeyInput {
+    let (provider, model) = (&asked.route.provider.name, &asked.route.model);
+    let raw = cache::raw_key(
         namespace,
-        endpoint: asked.endpoint.path(),
-        provider: &asked.route.provider.name,
-        model: &asked.route.model,
-        body: &body,
-    });
+        asked.endpoint.path(),
+        provider,
+        model,
+        asked.body,
+    );
+    let mut parsed = None;
+    let key = match state.cache.known_key(&raw) {
+        Some(key) => key,
+        None => {
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(asked.body) else {
+                // prepare() parsed it already; unreachable in practice.
+                trace.cache.status = Some(CacheStatus::Skip);
+                return Ok(None);
+            };
+            let key = cache::key(&KeyInput {
+                namespace,
+                endpoint: asked.endpoint.path(),
+                provider,
+                model,
+                body: &body,
+            });
+            state.cache.remember_key(raw, key);
+            parsed = Some(body);
+            key
+        }
+    };
     let now = now_ms();
     let ttl_ms = controls.ttl_secs.unwrap_or(s.ttl_secs).saturating_mul(1000);
     let to_store = Box::new(CacheEntry {
@@ -167,6 +184,10 @@ pub async fn consult(
         .await
         .map(|e| (e, key, CacheStatus::Hit));
     if found.is_none() && settings.semantic_cache.enabled {
+        let body = match parsed {
+            Some(body) => body,
+            None => serde_json::from_slice(asked.body).unwrap_or_default(),
+        };
         found = semantic(state, &asked, &body, namespace, &mut to_store, now).await;
     }
     let hit = found.and_then(|(entry, key, status)| {

@@ -42,13 +42,24 @@ pub fn insert(
     .map(drop)
 }
 
-/// Counts a hit on `key` (the entry may be gone since: then nothing).
-pub fn record_hit(conn: &Connection, key: &[u8; 32], at_ms: i64) -> rusqlite::Result<()> {
+/// Counts `hits` hits on `key`, the newest at `last_at_ms` (the entry may be
+/// gone since: then nothing). The writer counts a batch's hits per key and
+/// calls this once per key, so a hot entry costs one UPDATE per batch.
+pub fn record_hits(
+    conn: &Connection,
+    key: &[u8; 32],
+    hits: u64,
+    last_at_ms: i64,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE cache_entries SET hits = hits + 1, last_hit_at_ms = max(last_hit_at_ms, ?2)
+        "UPDATE cache_entries SET hits = hits + ?2, last_hit_at_ms = max(last_hit_at_ms, ?3)
          WHERE key = ?1",
     )?
-    .execute(params![&key[..], at_ms])
+    .execute(params![
+        &key[..],
+        i64::try_from(hits).unwrap_or(i64::MAX),
+        last_at_ms
+    ])
     .map(drop)
 }
 
@@ -213,13 +224,31 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_hits_is_counted_whole_with_the_newest_time() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate(&mut conn).unwrap();
+        insert(&conn, &entry(1, 100, "m"), Some(5), "t").unwrap();
+        record_hits(&conn, &[1; 32], 3, 70).unwrap();
+        record_hits(&conn, &[1; 32], 2, 60).unwrap();
+        record_hits(&conn, &[9; 32], 4, 80).unwrap();
+        let (hits, last): (i64, i64) = conn
+            .query_row(
+                "SELECT hits, last_hit_at_ms FROM cache_entries WHERE key = ?1",
+                [&[1u8; 32][..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((hits, last), (5, 70));
+    }
+
+    #[test]
     fn eviction_drops_expired_then_least_recently_used() {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::migrate(&mut conn).unwrap();
         for k in 1..=4 {
             insert(&conn, &entry(k, 100, "m"), Some(5), "t").unwrap();
         }
-        record_hit(&conn, &[1; 32], 50).unwrap();
+        record_hits(&conn, &[1; 32], 1, 50).unwrap();
         assert_eq!(evict(&conn, 10, 250).unwrap(), 2);
         let left: Vec<u8> = conn
             .prepare("SELECT key FROM cache_entries ORDER BY key")

@@ -15,13 +15,15 @@ use super::rollup_sql::Rollup;
 use super::{StoreError, cache_sql, cost_sql, semantic_sql, trace_sql};
 use crate::audit::{self, Checkpointer, encoding::ChainKey};
 use crate::config::WriterConfig;
+use crate::counters::requests::{Observation, RequestMetrics};
 use crate::ledger::{CostRecord, CostStatus, PriceBook};
 use crate::trace::{Trace, now_ms};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use rusqlite::{Connection, ErrorCode};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub enum WriteOp {
@@ -56,7 +58,7 @@ pub struct Books {
 }
 
 /// Counters the writer keeps; read by `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub records_committed: AtomicU64,
     pub batches_committed: AtomicU64,
@@ -70,6 +72,41 @@ pub struct WriterStats {
     /// The deepest the queue has been (reserved + queued records).
     pub queue_peak: AtomicU64,
     pub audit_head_seq: AtomicU64,
+    /// Entries (request records and audit entries) per committed transaction.
+    pub batch_size: Histogram,
+    /// Seconds from BEGIN to COMMIT of a committed transaction.
+    pub commit_seconds: Histogram,
+    /// The per-request series, recorded here once a request's record is
+    /// committed (the one place that sees every traced request once).
+    pub requests: RequestMetrics,
+}
+
+/// Commit duration buckets (seconds): from a small batch on a fast disk to
+/// a stalled fsync.
+const COMMIT_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl WriterStats {
+    fn new(batch_max: usize) -> WriterStats {
+        // Powers of two up to the first one reaching batch_max.
+        let doublings = usize::BITS - batch_max.max(1).saturating_sub(1).leading_zeros();
+        WriterStats {
+            records_committed: AtomicU64::default(),
+            batches_committed: AtomicU64::default(),
+            commit_failures: AtomicU64::default(),
+            records_failed: AtomicU64::default(),
+            backpressure_waits: AtomicU64::default(),
+            max_batch: AtomicU64::default(),
+            unknown_price_requests: AtomicU64::default(),
+            partial_cost_requests: AtomicU64::default(),
+            queue_peak: AtomicU64::default(),
+            audit_head_seq: AtomicU64::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, doublings as u16 + 1)),
+            commit_seconds: Histogram::new(COMMIT_BUCKETS),
+            requests: RequestMetrics::default(),
+        }
+    }
 }
 
 /// The cheap, cloneable sending side.
@@ -180,7 +217,7 @@ impl Writer {
         books: Books,
     ) -> std::io::Result<(Writer, WriterHandle)> {
         let (tx, rx) = mpsc::channel(cfg.channel_capacity);
-        let stats = Arc::new(WriterStats::default());
+        let stats = Arc::new(WriterStats::new(cfg.batch_max));
         let state = WriterLoop {
             conn,
             rx,
@@ -188,6 +225,7 @@ impl Writer {
             max_delay: cfg.batch_max_delay,
             books,
             rollup: Rollup::default(),
+            hits: CacheHits::default(),
             warned: WarnOnce::default(),
             stats: stats.clone(),
         };
@@ -213,6 +251,7 @@ struct WriterLoop {
     max_delay: Duration,
     books: Books,
     rollup: Rollup,
+    hits: CacheHits,
     warned: WarnOnce,
     stats: Arc<WriterStats>,
 }
@@ -256,6 +295,11 @@ impl WarnOnce {
 /// What one committed batch did.
 struct Committed {
     records: u64,
+    /// Request records and audit entries written.
+    entries: u64,
+    took: Duration,
+    /// What each request record adds to the per-request series.
+    observed: Vec<Observation>,
     partial: u64,
     unknown_price: Vec<(String, String)>,
     heads: Vec<Option<Head>>,
@@ -346,6 +390,11 @@ impl WriterLoop {
             .records_committed
             .fetch_add(done.records, Ordering::Relaxed);
         self.stats.batches_committed.fetch_add(1, Ordering::Relaxed);
+        self.stats.batch_size.observe(done.entries as f64);
+        self.stats.commit_seconds.observe(done.took.as_secs_f64());
+        for o in done.observed {
+            self.stats.requests.record(o);
+        }
         self.stats
             .max_batch
             .fetch_max(done.records, Ordering::Relaxed);
@@ -377,6 +426,7 @@ impl WriterLoop {
     }
 
     fn write_batch(&mut self, batch: &[WriteOp]) -> rusqlite::Result<Committed> {
+        let began = Instant::now();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -385,10 +435,14 @@ impl WriterLoop {
         let mut head = audit_sql::head(&tx)?;
         let prices = self.books.prices.current();
         self.rollup.clear();
+        self.hits.clear();
         // The smallest cache size cap of the batch's inserts, if any.
         let mut evict_to: Option<u64> = None;
         let mut done = Committed {
             records: 0,
+            entries: 0,
+            took: Duration::ZERO,
+            observed: Vec::with_capacity(batch.len()),
             partial: 0,
             unknown_price: Vec::new(),
             heads: Vec::with_capacity(batch.len()),
@@ -409,10 +463,13 @@ impl WriterLoop {
                         done.unknown_price.push((cost.provider.clone(), model));
                     }
                     let h = write_request(&tx, &self.books, head, trace, &cost)?;
-                    if let Some(max_bytes) = write_cache(&tx, trace, &cost) {
+                    if let Some(max_bytes) = write_cache(&tx, trace, &cost, &mut self.hits) {
                         evict_to = Some(evict_to.map_or(max_bytes, |m: u64| m.min(max_bytes)));
                     }
                     self.rollup.add(trace, &cost);
+                    let priced = prices.get(&cost.provider, &cost.model).is_some();
+                    done.observed
+                        .push(self.stats.requests.observe(trace, cost.cost_uc, priced));
                     done.records += 1;
                     done.partial += u64::from(cost.status == CostStatus::Partial);
                     Some(h)
@@ -421,8 +478,10 @@ impl WriterLoop {
                 WriteOp::Flush(_) => None,
             };
             head = entry_head.or(head);
+            done.entries += u64::from(entry_head.is_some());
             done.heads.push(entry_head);
         }
+        self.hits.flush(&tx);
         if let Some(max_bytes) = evict_to
             && let Err(e) = cache_sql::evict(&tx, now_ms(), max_bytes)
         {
@@ -430,6 +489,7 @@ impl WriterLoop {
         }
         self.rollup.flush(&tx)?;
         tx.commit()?;
+        done.took = began.elapsed();
         done.head = head;
         Ok(done)
     }
@@ -489,7 +549,7 @@ fn write_request(
     )
 }
 
-/// The exact cache's part of a request: a hit is counted on its entry; an
+/// The exact cache's part of a request: a hit is counted for its entry; an
 /// answer to store is inserted if the request completed with a 2xx from the
 /// target its key names, with the cost just assessed (the saving of later
 /// hits). Returns the size cap to evict down to after an insert.
@@ -497,11 +557,14 @@ fn write_request(
 /// A cache write that fails is logged and skipped: it must never cost the
 /// request its trace (a failed statement rolls back alone; the transaction
 /// goes on).
-fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u64> {
-    if let Some(key) = &trace.cache.hit_key
-        && let Err(e) = cache_sql::record_hit(conn, key, trace.started_at_ms)
-    {
-        tracing::warn!(error = %e, trace_id = %trace.id, "a cache hit could not be counted");
+fn write_cache(
+    conn: &Connection,
+    trace: &Trace,
+    cost: &CostRecord,
+    hits: &mut CacheHits,
+) -> Option<u64> {
+    if let Some(key) = trace.cache.hit_key {
+        hits.add(key, trace.started_at_ms);
     }
     let entry = trace.cache_storable()?;
     match cache_sql::insert(conn, entry, cost.cost_uc, &trace.id) {
@@ -516,6 +579,33 @@ fn write_cache(conn: &Connection, trace: &Trace, cost: &CostRecord) -> Option<u6
         Err(e) => {
             tracing::warn!(error = %e, trace_id = %trace.id, "an answer could not be cached");
             None
+        }
+    }
+}
+
+/// A batch's exact-cache hits per entry: counted on the entries once per
+/// key when the batch ends, not one UPDATE per hit.
+#[derive(Default)]
+struct CacheHits(std::collections::HashMap<[u8; 32], (u64, i64)>);
+
+impl CacheHits {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn add(&mut self, key: [u8; 32], at_ms: i64) {
+        let (n, last) = self.0.entry(key).or_insert((0, at_ms));
+        *n += 1;
+        *last = (*last).max(at_ms);
+    }
+
+    /// A count that fails is logged and dropped: it must never cost the
+    /// batch its traces.
+    fn flush(&self, conn: &Connection) {
+        for (key, (n, last)) in &self.0 {
+            if let Err(e) = cache_sql::record_hits(conn, key, *n, *last) {
+                tracing::warn!(error = %e, hits = n, "cache hits could not be counted");
+            }
         }
     }
 }

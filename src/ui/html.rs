@@ -98,6 +98,14 @@ pub fn bare(title: &str, content: &str) -> String {
     out
 }
 
+/// Why a form was refused, as `p#form-error` (one per page).
+pub fn form_error(message: &str) -> String {
+    format!(
+        "<p id=\"form-error\" class=\"error\" role=\"alert\">{}</p>",
+        esc(message)
+    )
+}
+
 /// The hidden `csrf` input every mutating form carries.
 pub fn csrf_input(csrf: &str) -> String {
     format!(

@@ -384,7 +384,7 @@ fn breaker_section(out: &mut String, cx: &Cx) {
     }
     out.push_str(
         "<table><thead><tr><th>Target</th><th>State</th><th class=\"num\">Failures</th>\
-         <th>Since</th></tr></thead><tbody>",
+         <th>Opened</th></tr></thead><tbody>",
     );
     for s in snapshot {
         let _ = write!(
@@ -395,7 +395,10 @@ fn breaker_section(out: &mut String, cx: &Cx) {
             s.state.as_str(),
             s.state.as_str(),
             s.failures,
-            super::format::time(s.changed_at_ms)
+            // A closed breaker's snapshot time is its last opening, or 0 if
+            // it never opened: show only a real opening.
+            s.opened_at_ms
+                .map_or_else(|| "—".to_string(), super::format::time)
         );
     }
     out.push_str("</tbody></table></section>");

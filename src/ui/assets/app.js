@@ -18,7 +18,11 @@
           result.textContent = "OK — verified up to seq " + s.head_seq;
         } else if (s.first_failure) {
           result.textContent = "FAILED at seq " + s.first_failure.seq + ": " + s.first_failure.kind;
+        } else if (s.error) {
+          result.textContent = "could not verify: " + s.error;
         }
+      } else if (s.state === "running") {
+        result.textContent = "running…";
       }
     }
 

@@ -1,5 +1,9 @@
-//! The process's counters: plain atomics, bumped wherever something
-//! happens and read only by `/metrics` (`metrics.rs` renders them).
+//! The process's counters, read only by `/metrics` (`metrics/` renders
+//! them): the connection counters below, plain atomics bumped wherever
+//! something happens, and the per-request series the writer records
+//! ([`requests`]). Below every room, so any of them can count.
+
+pub mod requests;
 
 use std::sync::atomic::AtomicU64;
 

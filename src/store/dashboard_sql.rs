@@ -227,6 +227,35 @@ pub struct TraceRow {
 /// Up to `limit + 1` traces matching `f`, newest first (the extra row says
 /// there is a next page).
 pub fn traces(conn: &Connection, f: &TraceFilter) -> rusqlite::Result<Vec<TraceRow>> {
+    let (sql, args) = trace_list_query(f);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), |r| {
+        Ok(TraceRow {
+            id: r.get(0)?,
+            started_at_ms: r.get(1)?,
+            endpoint: r.get(2)?,
+            provider: r.get(3)?,
+            model_requested: r.get(4)?,
+            model_resolved: r.get(5)?,
+            status: r.get(6)?,
+            error_kind: r.get(7)?,
+            input_tokens: r.get(8)?,
+            output_tokens: r.get(9)?,
+            cached_input_tokens: r.get(10)?,
+            reasoning_tokens: r.get(11)?,
+            total_us: r.get(12)?,
+            ttfb_us: r.get(13)?,
+            cache_status: r.get(14)?,
+            cost_status: r.get(15)?,
+            cost_uc: r.get(16)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// The SQL and arguments of [`traces`] for `f` (public so that its plans
+/// can be checked against the indexes of migration 0010).
+pub fn trace_list_query(f: &TraceFilter) -> (String, Vec<Value>) {
     let mut clauses: Vec<&str> = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     let mut text = |clauses: &mut Vec<&str>, clause, v: &Option<String>| {
@@ -255,7 +284,7 @@ pub fn traces(conn: &Connection, f: &TraceFilter) -> rusqlite::Result<Vec<TraceR
         args.push(Value::Integer(to));
     }
     if let Some((ms, id)) = &f.before {
-        clauses.push("(t.started_at_ms < ? OR (t.started_at_ms = ? AND t.id < ?))");
+        clauses.push("t.started_at_ms <= ? AND (t.started_at_ms < ? OR t.id < ?)");
         args.push(Value::Integer(*ms));
         args.push(Value::Integer(*ms));
         args.push(Value::Text(id.clone()));
@@ -275,29 +304,7 @@ pub fn traces(conn: &Connection, f: &TraceFilter) -> rusqlite::Result<Vec<TraceR
          ORDER BY t.started_at_ms DESC, t.id DESC
          LIMIT ?"
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
-        Ok(TraceRow {
-            id: r.get(0)?,
-            started_at_ms: r.get(1)?,
-            endpoint: r.get(2)?,
-            provider: r.get(3)?,
-            model_requested: r.get(4)?,
-            model_resolved: r.get(5)?,
-            status: r.get(6)?,
-            error_kind: r.get(7)?,
-            input_tokens: r.get(8)?,
-            output_tokens: r.get(9)?,
-            cached_input_tokens: r.get(10)?,
-            reasoning_tokens: r.get(11)?,
-            total_us: r.get(12)?,
-            ttfb_us: r.get(13)?,
-            cache_status: r.get(14)?,
-            cost_status: r.get(15)?,
-            cost_uc: r.get(16)?,
-        })
-    })?;
-    rows.collect()
+    (sql, args)
 }
 
 /// A row as `(column, value)` pairs in table order, for pages that show

@@ -59,7 +59,7 @@ impl Scan {
 
 /// Text is fed in slices of at most this many bytes, so that the work
 /// after each hit (a fresh scan from its end) stays bounded.
-const SLICE: usize = 4096;
+const SLICE: usize = 1024;
 
 /// Numbers placeholders (per request or per streamed text) and counts what
 /// fired.

@@ -25,7 +25,7 @@ use regex::{Regex, RegexSet};
 /// The longest match of any pattern (bytes), lookahead included.
 pub(crate) const MAX_MATCH: usize = 224;
 /// How far a check looks before or after its match (bytes).
-pub(crate) const CONTEXT: usize = 16;
+pub(crate) const CONTEXT: usize = 4;
 
 /// How a hit goes on past its match.
 #[derive(Clone, Copy, Debug)]

@@ -205,6 +205,43 @@ def test_switched_off_at_runtime_the_next_request_goes_unscanned(guarded, relay,
         assert header == "redacted=1" and EMAIL not in body
 
 
+def test_text_that_cannot_be_scanned_is_refused_not_passed(guarded, relay, client_key):
+    """Fail closed: past `scan_limit_bytes` a rule cannot be evaluated, so the
+    request is refused with each SDK's 400 and nothing goes upstream; an
+    embeddings token array cannot be scanned while a text rule is on."""
+    admin_put(guarded, {"scan_limit_bytes": 1024})
+    before = len(relay.seen)
+    long_text = "plain words " * 200
+    try:
+        oai = make_openai_client(guarded, client_key)
+        ant = make_anthropic_client(guarded, client_key)
+        with oai, ant:
+            with pytest.raises(openai.BadRequestError) as err:
+                oai.chat.completions.create(
+                    model=CHAT_MODEL, messages=[{"role": "user", "content": long_text}]
+                )
+            assert err.value.code == "guardrails_unscannable"
+            with pytest.raises(anthropic.BadRequestError) as err:
+                ant.messages.create(
+                    model=CLAUDE_MODEL,
+                    max_tokens=64,
+                    messages=[{"role": "user", "content": long_text}],
+                )
+            assert err.value.body["error"]["type"] == "invalid_request_error"
+            with pytest.raises(openai.BadRequestError) as err:
+                oai.embeddings.create(model=EMBED_MODEL, input=[[1, 2, 3]])
+            assert err.value.code == "guardrails_unscannable"
+            # Within the limit the same client is served again.
+            ok = oai.chat.completions.create(
+                model=CHAT_MODEL, messages=[{"role": "user", "content": "short"}]
+            )
+            assert ok.choices[0].message.content == MOCK_TEXT
+    finally:
+        admin_put(guarded, {"scan_limit_bytes": 4194304})
+    sent = [r for r in relay.seen[before:] if r.method == "POST"]
+    assert len(sent) == 1, [(r.method, r.path) for r in sent]
+
+
 def test_the_log_output_never_holds_the_matched_text(guarded, client_key):
     # Runs after the tests above sent every kind of finding through this
     # instance (redacted and blocked); its stderr is the log output.

@@ -74,9 +74,8 @@ pub fn plan(state: &AppState, trace: &Trace, success: bool) -> Option<Result<Pla
         .get(&key_id)
         .is_some_and(|k| !k.deny.is_empty() || !k.deny_literals.is_empty());
     let active = settings.response_pii_action != Action::Off
-        || !settings.deny.is_empty()
-        || !settings.deny_literals.is_empty()
-        || key_rules;
+        || (settings.deny_on.response()
+            && (!settings.deny.is_empty() || !settings.deny_literals.is_empty() || key_rules));
     let scan_limit = usize::try_from(settings.scan_limit_bytes).unwrap_or(usize::MAX);
     active.then_some(Ok(Plan {
         scan_limit,

@@ -101,6 +101,8 @@ impl Deny {
 pub(crate) struct DenyRules {
     global: Deny,
     keys: BTreeMap<String, Deny>,
+    /// No rule: a side `deny_on` leaves out.
+    none: Deny,
 }
 
 impl DenyRules {
@@ -130,11 +132,24 @@ impl DenyRules {
                 .map_err(|e| Invalid::new("keys", format!("{key}: {}", e.reason)))?;
             keys.insert(key.clone(), rules);
         }
-        Ok(DenyRules { global, keys })
+        Ok(DenyRules {
+            global,
+            keys,
+            none: Deny::default(),
+        })
     }
 
     /// The rules that apply to `key_id`.
     pub fn for_key(&self, key_id: &str) -> &Deny {
         self.keys.get(key_id).unwrap_or(&self.global)
+    }
+
+    /// The rules for `key_id` on a side, none when `deny_on` leaves it out.
+    pub fn for_side(&self, key_id: &str, side_on: bool) -> &Deny {
+        if side_on {
+            self.for_key(key_id)
+        } else {
+            &self.none
+        }
     }
 }

@@ -19,7 +19,7 @@ mod settings;
 mod stream;
 mod walk;
 
-pub use settings::{Action, KeyRules, MAX_SCAN_LIMIT_BYTES, Rule, Settings};
+pub use settings::{Action, DenyOn, KeyRules, MAX_SCAN_LIMIT_BYTES, Rule, Settings};
 pub use stream::StreamText;
 
 use deny::{Deny, DenyRules};
@@ -174,7 +174,8 @@ impl Guard {
             }
         }
         let action = self.settings.pii_action;
-        self.inspect(key_id, action, tokens, |f| walk::request(shape, body, f))
+        let deny = self.deny.for_side(key_id, self.settings.deny_on.request());
+        self.inspect(deny, action, tokens, |f| walk::request(shape, body, f))
     }
 
     /// Response side of a non-streamed response, in place: the scan limit,
@@ -191,7 +192,8 @@ impl Guard {
         let (bytes, _) = measure(|f| walk::response(shape, body, f))?;
         self.within_scan_limit(bytes)?;
         let action = self.settings.response_pii_action;
-        self.inspect(key_id, action, 0, |f| walk::response(shape, body, f))
+        let deny = self.deny.for_side(key_id, self.settings.deny_on.response());
+        self.inspect(deny, action, 0, |f| walk::response(shape, body, f))
     }
 
     fn within_scan_limit(&self, bytes: u64) -> Result<(), Refusal> {
@@ -208,12 +210,11 @@ impl Guard {
 
     fn inspect(
         &self,
-        key_id: &str,
+        deny: &Deny,
         action: Action,
         tokens: u64,
         walk: impl FnOnce(&mut walk::Visit) -> Result<(), Refusal>,
     ) -> Result<Findings, Refusal> {
-        let deny = self.deny.for_key(key_id);
         let detectors = self.detectors(action);
         if deny.is_empty() && detectors.is_empty() {
             return Ok(Findings::default());

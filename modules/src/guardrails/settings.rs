@@ -19,6 +19,27 @@ pub enum Action {
     Off,
 }
 
+/// The side(s) the deny rules apply to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyOn {
+    /// Requests and responses.
+    #[default]
+    Both,
+    Request,
+    Response,
+}
+
+impl DenyOn {
+    pub fn request(self) -> bool {
+        self != DenyOn::Response
+    }
+
+    pub fn response(self) -> bool {
+        self != DenyOn::Request
+    }
+}
+
 /// A PII detector family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -98,6 +119,9 @@ pub struct Settings {
     pub deny: Vec<String>,
     /// Literal strings refused everywhere (case-insensitive).
     pub deny_literals: Vec<String>,
+    /// Where `deny`, `deny_literals` and the keys' own deny rules apply:
+    /// `both` (default), `request` or `response`.
+    pub deny_on: DenyOn,
     /// The most input tokens a request may carry, estimated as text bytes
     /// / 4 rounded up; absent: no limit.
     pub max_input_tokens: Option<u64>,
@@ -121,6 +145,7 @@ impl Default for Settings {
             rules: Rule::ALL.to_vec(),
             deny: Vec::new(),
             deny_literals: Vec::new(),
+            deny_on: DenyOn::Both,
             max_input_tokens: None,
             scan_limit_bytes: 4 * 1024 * 1024,
             keys: BTreeMap::new(),

@@ -73,7 +73,9 @@ impl StreamText {
         }
         self.seen = self.seen.saturating_add(text.len() as u64);
         guard.within_scan_limit(self.seen)?;
-        let deny: &Deny = guard.deny.for_key(&self.key_id);
+        let deny: &Deny = guard
+            .deny
+            .for_side(&self.key_id, settings.deny_on.response());
         let detectors = guard.detectors(settings.response_pii_action);
         if deny.is_empty() && detectors.is_empty() {
             return Ok(text.to_string());

@@ -295,6 +295,52 @@ fn a_card_split_over_three_pieces_is_redacted() {
 }
 
 #[test]
+fn deny_on_picks_the_side_the_deny_rules_apply_to() {
+    let ask = |g: &Guard| {
+        g.inspect_request(
+            "k",
+            RequestShape::ChatCompletions,
+            &mut json!({"messages": [{"role": "user", "content": "about bluebird"}]}),
+        )
+    };
+    let answer = |g: &Guard| {
+        g.inspect_response(
+            "k",
+            ResponseShape::ChatCompletions,
+            &mut json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "bluebird it is"}}]}),
+        )
+    };
+    let denied = Err(Refusal::Denied {
+        rule: "deny_literals".into(),
+    });
+    let keyed = json!({"k": {"deny_literals": ["bluebird"]}});
+    for rules in [
+        json!({"deny_literals": ["bluebird"]}),
+        json!({"keys": keyed.clone()}),
+    ] {
+        let on = |side: &str| {
+            let mut patch = rules.clone();
+            patch["deny_on"] = side.into();
+            guard(patch)
+        };
+        let both = on("both");
+        assert_eq!(ask(&both), denied);
+        assert_eq!(answer(&both), denied);
+        let request = on("request");
+        assert_eq!(ask(&request), denied);
+        assert!(answer(&request).is_ok());
+        let mut s = request.stream_text("k");
+        assert!(s.push("bluebird").is_ok() && s.finish().is_ok());
+        let response = on("response");
+        assert!(ask(&response).is_ok());
+        assert_eq!(answer(&response), denied);
+        let mut s = response.stream_text("k");
+        let pushed = s.push("bluebird").and_then(|_| s.finish());
+        assert_eq!(pushed.map(drop), denied.clone().map(drop));
+    }
+}
+
+#[test]
 fn streams_block_and_deny_before_emitting_the_match() {
     let g = guard(json!({"response_pii_action": "block"}));
     let mut s = g.stream_text("k");

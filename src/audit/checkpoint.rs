@@ -68,7 +68,10 @@ pub fn format_line(a: &Anchor, time_ms: i64) -> String {
 pub fn parse_file(text: &str) -> Result<Vec<(Anchor, i64)>, CheckpointError> {
     let mut out = Vec::new();
     for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
+        // `lines()` leaves a CR before the LF; only spaces and tabs are
+        // whitespace in this format (a vertical tab or form feed is not).
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let line = line.trim_matches([' ', '\t']);
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -76,14 +79,24 @@ pub fn parse_file(text: &str) -> Result<Vec<(Anchor, i64)>, CheckpointError> {
             line: index + 1,
             reason,
         };
-        let mut words = line.split_whitespace();
-        let (Some(anchor), Some(time), None) = (words.next(), words.next(), words.next()) else {
+        let Some((anchor, time)) = line.split_once([' ', '\t']) else {
             return Err(fail("expected `SEQ:HASH TIME_MS`".to_string()));
         };
+        let time = time.trim_start_matches([' ', '\t']);
+        if anchor.contains(char::is_whitespace) || time.is_empty() {
+            return Err(fail("expected `SEQ:HASH TIME_MS`".to_string()));
+        }
         let anchor = anchor.parse::<Anchor>().map_err(|e| fail(e.to_string()))?;
         let time = time
-            .parse::<i64>()
-            .map_err(|_| fail(format!("time {time:?} is not an integer (unix ms)")))?;
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| time.parse::<i64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                fail(format!(
+                    "time {time:?} is not unix milliseconds (digits only)"
+                ))
+            })?;
         out.push((anchor, time));
     }
     Ok(out)
@@ -94,6 +107,30 @@ mod tests {
     use super::*;
 
     const H: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn only_spaces_and_tabs_separate_and_the_time_is_digits_only() {
+        let ok = format!("# c\r\n\t1:{H}\t \t1700000000300 \r\n\n 2:{H} 5\n");
+        let parsed = parse_file(&ok).unwrap();
+        assert_eq!(
+            parsed.iter().map(|(a, t)| (a.seq, *t)).collect::<Vec<_>>(),
+            [(1, 1700000000300), (2, 5)]
+        );
+        for bad in [
+            format!("1:{H} +1700000000300\n"),
+            format!("1:{H} -5\n"),
+            format!("1:{H}\x0b1700000000300\n"),
+            format!("1:{H} 17\x0b\n"),
+            format!("\x0b1:{H} 17\n"),
+            "\x0b\n".to_string(),
+            format!("1:{H} 99999999999999999999\n"),
+            format!("1:{H} 17 18\n"),
+            format!("1:{H}\n"),
+        ] {
+            let e = parse_file(&format!("# header\n{bad}")).unwrap_err();
+            assert_eq!(e.line, 2, "{bad:?}");
+        }
+    }
 
     #[test]
     fn anchor_round_trips() {

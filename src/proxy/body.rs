@@ -272,7 +272,7 @@ impl ObservedBody {
                 // Nothing is sent unchecked: the upstream's answer is dropped.
                 pending
                     .trace
-                    .add_guardrails(&guard_response::refused(&refusal));
+                    .add_guardrails(&super::guardrails::refused(&refusal));
                 let refusal = ProxyError::from(refusal);
                 pending.trace.status = refusal.status().as_u16();
                 pending.trace.fail(refusal.kind(), refusal.to_string());
@@ -478,7 +478,7 @@ impl ObservedBody {
         // that could not be read is not.
         self.record_findings();
         if let (Some(t), Refusal::Unscannable { .. }) = (self.trace(), &refusal) {
-            t.add_guardrails(&guard_response::refused(&refusal));
+            t.add_guardrails(&super::guardrails::refused(&refusal));
         }
         self.guard = Some(Stage::Json(None));
         let error = ProxyError::from(refusal);

@@ -16,6 +16,7 @@
 use super::BoxError;
 use super::cache::Hit;
 use super::error::ProxyError;
+use super::guardrails::refused;
 use crate::config::Protocol;
 use crate::providers::guard_stream::GuardStream;
 use crate::state::AppState;
@@ -177,19 +178,6 @@ const INLINE_SCAN_BYTES: usize = 128 * 1024;
 fn internal_error() -> Refusal {
     Refusal::Unscannable {
         reason: "internal error".into(),
-    }
-}
-
-/// What a refusal records on the trace: its rule, once.
-pub fn refused(refusal: &Refusal) -> Findings {
-    let rule = match refusal {
-        Refusal::Blocked { rule } | Refusal::Denied { rule } => rule.as_str(),
-        Refusal::TooManyTokens { .. } => "max_input_tokens",
-        Refusal::Unscannable { .. } => "unscannable",
-    };
-    Findings {
-        redacted: 0,
-        fired: [(rule.to_string(), 1)].into(),
     }
 }
 

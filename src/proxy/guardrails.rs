@@ -72,7 +72,7 @@ pub async fn inspect(
             Ok(redacted)
         }
         Err(refusal) => {
-            trace.add_guardrails(&fired(refused_rule(&refusal)));
+            trace.add_guardrails(&refused(&refusal));
             Err(ProxyError::from(refusal))
         }
     }
@@ -103,15 +103,14 @@ fn unscannable(reason: &str) -> Refusal {
 }
 
 /// The rule a refusal is recorded under on the trace.
-fn refused_rule(refusal: &Refusal) -> &str {
-    match refusal {
-        Refusal::Blocked { rule } | Refusal::Denied { rule } => rule,
+/// What a refusal records on the trace: its rule (or `max_input_tokens`,
+/// `unscannable`) fired once — the request's and the answer's side alike.
+pub fn refused(refusal: &Refusal) -> Findings {
+    let rule = match refusal {
+        Refusal::Blocked { rule } | Refusal::Denied { rule } => rule.as_str(),
         Refusal::TooManyTokens { .. } => "max_input_tokens",
         Refusal::Unscannable { .. } => "unscannable",
-    }
-}
-
-fn fired(rule: &str) -> Findings {
+    };
     Findings {
         redacted: 0,
         fired: [(rule.to_string(), 1)].into(),
